@@ -1,0 +1,111 @@
+/*
+ * libarena — a small-object allocator that gives memory back.
+ *
+ * Objects of up to ARENA_SMALL_MAX bytes are served from 4 KiB pools inside
+ * 256 KiB arenas obtained from the OS; an arena whose last block is freed is
+ * given back.  Larger requests are passed to the system allocator.  Every
+ * function here is safe to call from any thread.
+ *
+ * This is the only header a user includes.  See docs/api.md.
+ */
+#ifndef ARENA_H
+#define ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ARENA_API __attribute__((visibility("default")))
+#else
+#define ARENA_API
+#endif
+
+#define ARENA_VERSION_MAJOR 0
+#define ARENA_VERSION_MINOR 1
+
+#define ARENA_SMALL_MAX   512u            /* largest request served from pools */
+#define ARENA_NUM_CLASSES 32u             /* size classes 16, 32, ..., 512     */
+#define ARENA_POOL_SIZE   4096u
+#define ARENA_ARENA_SIZE  (256u * 1024u)
+
+/* Allocation.  All returned pointers are 16-byte aligned.  On failure they
+ * return NULL with errno = ENOMEM and the allocator stays usable. */
+ARENA_API void  *arena_alloc(size_t size);            /* size 0 -> a 16-byte block */
+ARENA_API void   arena_free(void *p);                  /* NULL: no-op; any size     */
+ARENA_API void  *arena_calloc(size_t n, size_t size);  /* n*size overflow -> NULL   */
+ARENA_API void  *arena_realloc(void *p, size_t size);  /* p NULL -> alloc           */
+ARENA_API size_t arena_usable_size(const void *p);     /* NULL -> 0                 */
+
+/* Give back to the OS everything that is free right now: cached empty
+ * arenas, empty pools inside live arenas, and the calling thread's empty
+ * pools.  Returns the number of bytes given back.  (libarena's malloc_trim.) */
+ARENA_API size_t arena_release(void);
+
+/* Choose where arenas come from: "mmap" (default) or "brk" (the legacy
+ * break-based backend, kept to show the old failure).  Must be called before
+ * the first allocation.  Returns 0, EINVAL for an unknown name, or EBUSY once
+ * the allocator has started.  The environment variable ARENA_BACKEND does the
+ * same at first use. */
+ARENA_API int arena_set_backend(const char *name);
+
+/* Counters.  Every figure is a snapshot; the identities below hold for a
+ * snapshot taken while no other thread allocates:
+ *   arenas_live  = arenas_reserved - arenas_released
+ *   bytes_mapped = arenas_live * ARENA_ARENA_SIZE
+ *   pools_total  = arenas_live * 64
+ *                = pools_used + pools_full + pools_empty + pools_free
+ *   pools_free   = pools_free_dirty + pools_free_purged
+ *   blocks_live  = sum of blocks_live_class[]
+ *   bytes_live   = sum of blocks_live_class[c] * (c + 1) * 16            */
+struct arena_stats {
+    const char *backend;                /* "mmap", "brk", or a test backend   */
+
+    uint64_t arenas_reserved;           /* taken from the backend, ever       */
+    uint64_t arenas_released;           /* given back to the backend, ever    */
+    uint64_t arenas_live;               /* held now                           */
+    uint64_t arenas_empty;              /* held now with no pool in use       */
+    uint64_t bytes_mapped;              /* arenas_live * 256 KiB              */
+    uint64_t bytes_mapped_peak;         /* highest bytes_mapped seen          */
+    uint64_t bytes_metadata;            /* descriptors, registry, heaps       */
+
+    uint64_t pools_total;               /* arenas_live * 64                   */
+    uint64_t pools_used;                /* held by a heap, some blocks free   */
+    uint64_t pools_full;                /* held by a heap, no block free      */
+    uint64_t pools_empty;               /* held by a heap, no block live      */
+    uint64_t pools_free;                /* in an arena, held by no heap       */
+    uint64_t pools_free_dirty;          /*   ... pages may still be resident  */
+    uint64_t pools_free_purged;         /*   ... pages given back (madvise)   */
+    uint64_t pools_purged;              /* pool purges done, ever             */
+    uint64_t bytes_purged;              /* bytes purged, ever                 */
+
+    uint64_t blocks_live;               /* small blocks handed out now        */
+    uint64_t bytes_live;                /* their size-class bytes             */
+    uint64_t blocks_live_class[ARENA_NUM_CLASSES];
+
+    uint64_t large_live;                /* large (> 512 B) blocks live now    */
+
+    uint64_t calls_mmap;                /* backend system calls, ever         */
+    uint64_t calls_munmap;
+    uint64_t calls_brk;                 /* brk and sbrk                       */
+    uint64_t calls_madvise;
+    uint64_t reserve_failures;          /* arena reservations that failed     */
+
+    uint64_t heaps_live;                /* thread heaps in use                */
+    uint64_t heaps_abandoned;           /* heaps whose thread exited, ever    */
+};
+
+ARENA_API void arena_get_stats(struct arena_stats *out);
+
+/* A readable report of arena_get_stats().  ARENA_STATS=1 prints it to stderr
+ * at exit. */
+ARENA_API void arena_print_stats(FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ARENA_H */

@@ -1,0 +1,374 @@
+/*
+ * Thread heaps: the slow paths behind arena_alloc / arena_free.
+ *
+ * Each thread allocates from its own heap, reached through an initial-exec
+ * thread-local pointer.  Per size class a heap has a list of pools with
+ * free blocks (its head is the "current pool" the fast path pops from) and
+ * a list of full pools.  Only the owner thread touches these lists, so the
+ * same-thread paths take no lock and do no atomic read-modify-write.
+ *
+ * Key invariants:
+ *   - a pool on lists[c] other than the head has a free or carvable block,
+ *     or blocks on its remote list;
+ *   - the head may be empty (used == 0): the heap keeps its current pool so
+ *     that a loop that allocates and frees one block does not hand the pool
+ *     back and forth; any other pool that empties goes back to its arena;
+ *   - a pool on full[c] has no free and no carvable block; frees into it
+ *     move it back to the tail of lists[c] (same thread) or are noticed
+ *     through remote_hint[c] (other threads) when lists[c] runs dry.
+ *
+ * Remote frees push onto the pool's atomic list with one compare-and-swap.
+ * When a thread exits, its heap is drained: remote frees are collected,
+ * empty pools go back to their arenas, and pools with live blocks become
+ * orphans, whose frees then take the global lock.  The heap descriptor is
+ * reused by the next new thread.  After fork() the child turns the heaps of
+ * the threads it no longer has into orphans the same way.
+ */
+#include <errno.h>
+#include <pthread.h>
+
+#include "internal.h"
+
+#define NONE4 &ar_pool_none, &ar_pool_none, &ar_pool_none, &ar_pool_none
+#define NONE32 NONE4, NONE4, NONE4, NONE4, NONE4, NONE4, NONE4, NONE4
+_Static_assert(AR_NCLASS == 32, "NONE32 initialises every class");
+
+struct ar_heap ar_heap_none = { .lists = { NONE32 } };
+AR_TLS struct ar_heap *ar_tls_heap = &ar_heap_none;
+
+static struct ar_heap *all_heaps, *free_heaps;
+static uint64_t heaps_live, heaps_abandoned;
+static pthread_key_t heap_key;
+static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
+
+/* ---- class and full lists (owner only) -------------------------------- */
+
+static void list_push_head(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    struct ar_pool *head = h->lists[c];
+    p->prev = NULL;
+    if (head == &ar_pool_none) {
+        p->next = NULL;
+        h->tails[c] = p;
+    } else {
+        p->next = head;
+        head->prev = p;
+    }
+    h->lists[c] = p;
+}
+
+static void list_push_tail(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    if (h->lists[c] == &ar_pool_none) {
+        list_push_head(h, c, p);
+        return;
+    }
+    p->next = NULL;
+    p->prev = h->tails[c];
+    h->tails[c]->next = p;
+    h->tails[c] = p;
+}
+
+static void list_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->lists[c] = p->next ? p->next : &ar_pool_none;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        h->tails[c] = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void full_push(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    p->prev = NULL;
+    p->next = h->full[c];
+    if (p->next)
+        p->next->prev = p;
+    h->full[c] = p;
+    p->on_full = 1;
+    ar_state_set(p, AR_POOL_FULL);
+}
+
+static void full_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->full[c] = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->on_full = 0;
+    ar_state_set(p, AR_POOL_USED);
+}
+
+static void pool_give_back(struct ar_pool *p)
+{
+    pthread_mutex_lock(&ar_lock);
+    ar_arena_pool_return(p);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* ---- heap life cycle -------------------------------------------------- */
+
+static void heap_exit(void *arg);
+
+static void make_key(void)
+{
+    pthread_key_create(&heap_key, heap_exit);
+}
+
+static struct ar_heap *heap_create(void)
+{
+    if (!atomic_load_explicit(&ar_started, memory_order_acquire))
+        ar_init_slow();
+    pthread_once(&heap_key_once, make_key);
+    pthread_mutex_lock(&ar_lock);
+    struct ar_heap *h = free_heaps;
+    if (h != NULL) {
+        free_heaps = h->next_free;
+    } else if ((h = ar_meta_alloc(sizeof(*h))) != NULL) {
+        h->next_all = all_heaps;
+        all_heaps = h;
+    }
+    if (h != NULL) {
+        for (unsigned c = 0; c < AR_NCLASS; c++) {
+            h->lists[c] = &ar_pool_none;
+            h->tails[c] = NULL;
+            h->full[c] = NULL;
+            atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
+        }
+        h->next_free = NULL;
+        h->live = true;
+        heaps_live++;
+    }
+    pthread_mutex_unlock(&ar_lock);
+    if (h == NULL)
+        return NULL;
+    /* Set the thread pointer first: pthread_setspecific may allocate, and
+     * that allocation must find this heap, not make another. */
+    ar_tls_heap = h;
+    pthread_setspecific(heap_key, h);
+    return h;
+}
+
+/* Drain h, whose thread is gone or going.  ar_lock held. */
+static void heap_abandon_locked(struct ar_heap *h)
+{
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        for (int which = 0; which < 2; which++) {
+            struct ar_pool *p = which == 0 ? h->lists[c] : h->full[c];
+            while (p != NULL && p != &ar_pool_none) {
+                struct ar_pool *next = p->next;
+                ar_pool_collect(p, AR_REMOTE_ORPHAN);
+                p->prev = p->next = NULL;
+                p->on_full = 0;
+                if (ar_used_get(p) == 0) {
+                    ar_arena_pool_return(p);
+                } else {
+                    ar_state_set(p, AR_POOL_ORPHAN);
+                    atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
+                }
+                p = next;
+            }
+            h->lists[c] = &ar_pool_none;
+            h->full[c] = NULL;
+            h->tails[c] = NULL;
+        }
+    }
+    h->live = false;
+    h->next_free = free_heaps;
+    free_heaps = h;
+    heaps_live--;
+    heaps_abandoned++;
+}
+
+static void heap_exit(void *arg)
+{
+    struct ar_heap *h = arg;
+    ar_tls_heap = &ar_heap_none;
+    pthread_mutex_lock(&ar_lock);
+    heap_abandon_locked(h);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&ar_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* The child has one thread: every other live heap belonged to a thread
+ * that does not exist here, so its pools become orphans. */
+static void fork_child(void)
+{
+    for (struct ar_heap *h = all_heaps; h != NULL; h = h->next_all)
+        if (h->live && h != ar_tls_heap)
+            heap_abandon_locked(h);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+void ar_heap_atfork_register(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---- allocation slow path --------------------------------------------- */
+
+/* lists[c] ran dry: take back FULL pools that other threads freed into. */
+static void sweep_remote(struct ar_heap *h, unsigned c)
+{
+    if (atomic_load_explicit(&h->remote_hint[c], AR_RELAXED) == 0)
+        return;
+    atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
+    struct ar_pool *p = h->full[c], *next;
+    for (; p != NULL; p = next) {
+        next = p->next;
+        if (atomic_load_explicit(&p->remote, AR_RELAXED) == 0 || ar_pool_collect(p, 0) == 0)
+            continue;
+        full_remove(h, c, p);
+        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none)
+            pool_give_back(p);
+        else
+            list_push_tail(h, c, p);
+    }
+}
+
+static void *heap_alloc(struct ar_heap *h, unsigned c)
+{
+    for (;;) {
+        struct ar_pool *p = h->lists[c];
+        if (p != &ar_pool_none) {
+            if (ar_pool_refill(p)) {
+                struct ar_block *b = p->free;
+                p->free = b->next;
+                ar_used_set(p, ar_used_get(p) + 1);
+                return b;
+            }
+            list_remove(h, c, p);
+            full_push(h, c, p);
+            continue;
+        }
+        sweep_remote(h, c);
+        if (h->lists[c] != &ar_pool_none)
+            continue;
+        pthread_mutex_lock(&ar_lock);
+        p = ar_arena_pool_acquire();
+        if (p != NULL)
+            ar_pool_init(p, c, h);
+        pthread_mutex_unlock(&ar_lock);
+        if (p == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        list_push_head(h, c, p);
+    }
+}
+
+void *ar_alloc_slow(size_t size)
+{
+    if (size > AR_SMALL_MAX)
+        return ar_sys_malloc(size);
+    struct ar_heap *h = ar_tls_heap;
+    if (ar_unlikely(h == &ar_heap_none) && (h = heap_create()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return heap_alloc(h, ar_class_of(size));
+}
+
+/* ---- free slow paths -------------------------------------------------- */
+
+/* Same thread, after the push: the pool was full, or is now empty. */
+void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p)
+{
+    unsigned c = p->cls;
+    if (p->on_full) {
+        full_remove(h, c, p);
+        list_push_tail(h, c, p);
+    }
+    if (ar_used_get(p) == 0 && h->lists[c] != p) {
+        list_remove(h, c, p);
+        pool_give_back(p);
+    }
+}
+
+AR_COLD static void bad_free(void *ptr, const char *what)
+{
+    ar_fatal("libarena: %s %p\n", what, ptr);
+}
+
+static void free_orphan(struct ar_pool *p, struct ar_block *b)
+{
+    pthread_mutex_lock(&ar_lock);
+    b->next = p->free;
+    p->free = b;
+    uint32_t used = ar_used_get(p) - 1;
+    ar_used_set(p, used);
+    if (used == 0)
+        ar_arena_pool_return(p);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+void ar_free_slow(void *ptr, struct ar_arena *a)
+{
+    if (a == NULL) {
+        if (ptr != NULL)
+            ar_sys_free(ptr);
+        return;
+    }
+    struct ar_pool *p = &a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
+    struct ar_block *b = ptr;
+    struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
+    uintptr_t old = atomic_load_explicit(&p->remote, AR_RELAXED);
+    if (owner == NULL && !(old & AR_REMOTE_ORPHAN))
+        bad_free(ptr, "free of a pointer that is not an allocated block:");
+    atomic_fetch_add_explicit(&p->remote_count, 1, AR_RELAXED);
+    do {
+        if (old & AR_REMOTE_ORPHAN) {
+            atomic_fetch_sub_explicit(&p->remote_count, 1, AR_RELAXED);
+            free_orphan(p, b);
+            return;
+        }
+        b->next = (struct ar_block *)old;
+    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &old, (uintptr_t)b,
+                                                    memory_order_release, AR_RELAXED));
+    if (old == 0 && owner != NULL)
+        atomic_fetch_add_explicit(&owner->remote_hint[p->cls], 1, AR_RELAXED);
+}
+
+/* ---- explicit release and stats --------------------------------------- */
+
+/* Hand back the calling thread's empty pools, taking in remote frees. */
+void ar_heap_release_empty(struct ar_heap *h)
+{
+    if (h == &ar_heap_none)
+        return;
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
+        sweep_remote(h, c);
+        struct ar_pool *p = h->lists[c], *next;
+        for (; p != &ar_pool_none && p != NULL; p = next) {
+            next = p->next;
+            ar_pool_collect(p, 0);
+            if (ar_used_get(p) == 0) {
+                list_remove(h, c, p);
+                pool_give_back(p);
+            }
+        }
+    }
+}
+
+void ar_heaps_stats(struct arena_stats *st)
+{
+    st->heaps_live = heaps_live;
+    st->heaps_abandoned = heaps_abandoned;
+}

@@ -1,0 +1,227 @@
+/*
+ * libarena internals shared by the core files.  Not installed.
+ *
+ *   api.c       public entry points; small requests -> heap, large -> sys
+ *   heap.c      per-thread heaps: class lists, refill, remote frees, exit
+ *   pool.c      carving blocks, remote-free collection
+ *   arena.c     arena descriptors, fullest-first choice, purge, release
+ *   registry.c  arena address -> descriptor (two loads)
+ *   backend/    the OS contract (backend.h): mmap.c, brk.c
+ *   meta.c      metadata memory (descriptors, heaps, registry leaves)
+ *   stats.c     counters and the report
+ *   options.c   ARENA_* environment variables, read once
+ *   sys.c       the system allocator for large requests
+ *
+ * Identifiers with external linkage start with ar_ and are hidden from the
+ * shared library's symbol table; the public API starts with arena_.
+ */
+#ifndef AR_INTERNAL_H
+#define AR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+#define AR_HIDDEN __attribute__((visibility("hidden")))
+#define AR_NOINLINE __attribute__((noinline))
+#define AR_COLD __attribute__((cold, noinline))
+#define ar_likely(x) __builtin_expect(!!(x), 1)
+#define ar_unlikely(x) __builtin_expect(!!(x), 0)
+#define AR_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define AR_QUANTUM_SHIFT 4
+#define AR_QUANTUM (1u << AR_QUANTUM_SHIFT)          /* 16 */
+#define AR_SMALL_MAX ARENA_SMALL_MAX                  /* 512 */
+#define AR_NCLASS ARENA_NUM_CLASSES                   /* 32 */
+#define AR_POOL_SHIFT 12
+#define AR_POOL_SIZE ((size_t)1 << AR_POOL_SHIFT)      /* 4 KiB */
+#define AR_ARENA_SHIFT 18
+#define AR_ARENA_SIZE ((size_t)1 << AR_ARENA_SHIFT)    /* 256 KiB */
+#define AR_POOLS ((unsigned)(AR_ARENA_SIZE / AR_POOL_SIZE)) /* 64 */
+
+_Static_assert(AR_SMALL_MAX == AR_NCLASS * AR_QUANTUM, "classes cover 16..512");
+_Static_assert(AR_POOL_SIZE == ARENA_POOL_SIZE, "pool size");
+_Static_assert(AR_ARENA_SIZE == ARENA_ARENA_SIZE, "arena size");
+_Static_assert(AR_POOLS == 64, "one 64-bit mask covers an arena's pools");
+
+/* Size class c holds blocks of (c + 1) * 16 bytes.  Sizes 1..512 map to
+ * (size - 1) >> 4; size 0 is served as class 0. */
+static inline unsigned ar_class_of(size_t size)
+{
+    return size == 0 ? 0 : (unsigned)((size - 1) >> AR_QUANTUM_SHIFT);
+}
+static inline size_t ar_class_size(unsigned c)
+{
+    return (size_t)(c + 1) << AR_QUANTUM_SHIFT;
+}
+
+struct ar_block {
+    struct ar_block *next;
+};
+
+/* Pool states (owner's view).  See docs/design.md, "pool state machine".
+ *   FREE    in its arena's free mask, held by no heap
+ *   USED    on its heap's class list; may be empty (used == 0) only if it
+ *           is the list head (the heap's current pool)
+ *   FULL    on its heap's full list: no free block and nothing left to carve
+ *   ORPHAN  its heap's thread exited with blocks still live; frees take the
+ *           global lock; it goes back to its arena when the last one is freed
+ */
+enum { AR_POOL_FREE, AR_POOL_USED, AR_POOL_FULL, AR_POOL_ORPHAN };
+
+/* Low bit of ar_pool.remote: the pool is an orphan, remote frees must take
+ * the global lock instead of pushing.  Blocks are 16-aligned. */
+#define AR_REMOTE_ORPHAN ((uintptr_t)1)
+
+struct ar_heap;
+
+/* Owner-only counter update: a relaxed load and store, no read-modify-write
+ * instruction, so the fast path stays free of atomic operations while a
+ * stats reader on another thread still reads a whole value. */
+#define AR_RELAXED memory_order_relaxed
+#define ar_used_get(p) atomic_load_explicit(&(p)->used, AR_RELAXED)
+#define ar_used_set(p, v) atomic_store_explicit(&(p)->used, (v), AR_RELAXED)
+#define ar_state_get(p) atomic_load_explicit(&(p)->state, AR_RELAXED)
+#define ar_state_set(p, v) atomic_store_explicit(&(p)->state, (uint8_t)(v), AR_RELAXED)
+
+/* Pool descriptor: one cache line, kept in the arena descriptor, outside
+ * the pool's own memory, so all 4096 bytes of a pool hold blocks and a
+ * purged pool loses nothing. */
+struct ar_pool {
+    alignas(64) struct ar_block *free;  /* owner-local free list           */
+    _Atomic uint32_t used;              /* blocks handed out and not freed
+                                           locally; only the owner (or the
+                                           lock holder, for orphans) writes
+                                           it, stats read it: relaxed     */
+    uint16_t nblocks;                   /* capacity: 4096 / class size      */
+    uint16_t carved;                    /* blocks carved so far (bump)      */
+    uint8_t cls;                        /* set under ar_lock at acquire     */
+    _Atomic uint8_t state;              /* AR_POOL_*; owner writes, relaxed */
+    uint8_t index;                      /* position in the arena, 0..63     */
+    uint8_t on_full;                    /* 1 while on the heap's full list  */
+    _Atomic(struct ar_heap *) owner;    /* NULL when FREE or ORPHAN         */
+    _Atomic uintptr_t remote;           /* remote-free list | ORPHAN bit    */
+    _Atomic uint32_t remote_count;      /* blocks on the remote list        */
+    struct ar_pool *prev, *next;        /* heap class list or full list     */
+};
+_Static_assert(sizeof(struct ar_pool) == 64, "pool descriptor is a cache line");
+
+/* Arena descriptor.  Kept in metadata memory; the registry maps the arena's
+ * 256 KiB-aligned address to it. */
+struct ar_arena {
+    struct ar_pool pools[AR_POOLS];
+    uintptr_t base;                     /* 256 KiB aligned                  */
+    uint64_t free_mask;                 /* pools held by no heap            */
+    uint64_t dirty_mask;                /* free pools that may be resident  */
+    unsigned nfree;                     /* popcount(free_mask)              */
+    struct ar_arena *prev, *next;       /* bucket list (by nfree)           */
+    struct ar_arena *dirty_prev, *dirty_next; /* arenas with dirty pools    */
+    bool on_dirty;
+};
+
+static inline struct ar_arena *ar_pool_arena(struct ar_pool *p)
+{
+    return (struct ar_arena *)(void *)(p - p->index);
+}
+static inline char *ar_pool_base(struct ar_pool *p)
+{
+    return (char *)(ar_pool_arena(p)->base + ((uintptr_t)p->index << AR_POOL_SHIFT));
+}
+
+/* Thread heap.  lists[c] is the head of class c's list of pools with free
+ * blocks (or &ar_pool_none).  Key invariant: every pool on lists[c] except
+ * the head has at least one free or carvable block. */
+struct ar_heap {
+    struct ar_pool *lists[AR_NCLASS];
+    struct ar_pool *tails[AR_NCLASS];
+    struct ar_pool *full[AR_NCLASS];
+    _Atomic uint32_t remote_hint[AR_NCLASS]; /* remote frees into FULL pools */
+    struct ar_heap *next_all;           /* every heap ever made             */
+    struct ar_heap *next_free;          /* heaps free for reuse             */
+    bool live;
+};
+
+/* The empty list head and the heap of a thread that has not allocated yet:
+ * both make the fast path fail into the slow path without a NULL test. */
+extern struct ar_pool ar_pool_none;
+extern struct ar_heap ar_heap_none;
+extern AR_TLS struct ar_heap *ar_tls_heap;
+
+/* Global lock: arenas, registry writes, orphans, heap list, stats merging. */
+extern pthread_mutex_t ar_lock;
+
+/* registry.c */
+#define AR_REG_LEAF_BITS 15
+#define AR_REG_TOP_BITS (47 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
+extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
+
+/* Which arena holds p, or NULL if p is not in one of ours.  Reads only the
+ * registry, never the memory p points to. */
+static inline struct ar_arena *ar_registry_lookup(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t top = a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS);
+    if (ar_unlikely(top >= (1u << AR_REG_TOP_BITS)))
+        return NULL;
+    _Atomic(struct ar_arena *) *leaf =
+        atomic_load_explicit(&ar_registry_top[top], memory_order_acquire);
+    if (ar_unlikely(leaf == NULL))
+        return NULL;
+    return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & ((1u << AR_REG_LEAF_BITS) - 1)],
+                                memory_order_relaxed);
+}
+AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_arena *a); /* lock held */
+
+/* meta.c: zeroed, 64-byte aligned memory that is never given back. */
+AR_HIDDEN void *ar_meta_alloc(size_t size);
+extern uint64_t ar_meta_bytes;
+
+/* options.c */
+enum { AR_PURGE_OFF, AR_PURGE_EAGER, AR_PURGE_THRESHOLD };
+struct ar_options {
+    int purge;                          /* AR_PURGE_*                       */
+    unsigned purge_threshold;           /* dirty free pools before a sweep  */
+    unsigned arena_cache;               /* empty arenas kept                */
+    bool print_stats;                   /* ARENA_STATS=1                    */
+    const char *backend;                /* ARENA_BACKEND or NULL            */
+};
+extern struct ar_options ar_options;
+AR_HIDDEN void ar_options_read(void);
+
+/* arena.c (all with ar_lock held) */
+AR_HIDDEN void ar_init_slow(void);      /* first use: options, backend     */
+extern _Atomic bool ar_started;
+AR_HIDDEN struct ar_pool *ar_arena_pool_acquire(void);
+AR_HIDDEN void ar_arena_pool_return(struct ar_pool *p);
+AR_HIDDEN size_t ar_arena_release_all(void);
+AR_HIDDEN void ar_arena_counts(struct arena_stats *st);
+
+/* pool.c */
+AR_HIDDEN void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h);
+AR_HIDDEN bool ar_pool_refill(struct ar_pool *p); /* owner: collect, carve */
+AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep);
+
+/* heap.c */
+AR_HIDDEN void *ar_alloc_slow(size_t size);
+AR_HIDDEN void ar_free_slow(void *ptr, struct ar_arena *a);
+AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p);
+AR_HIDDEN void ar_heap_release_empty(struct ar_heap *h);
+AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);
+AR_HIDDEN void ar_heap_atfork_register(void);
+
+/* stats.c: print "libarena: ..." to stderr without allocating, then abort. */
+AR_HIDDEN _Noreturn void ar_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* sys.c: the system allocator behind large requests. */
+AR_HIDDEN void *ar_sys_malloc(size_t size);
+AR_HIDDEN void ar_sys_free(void *p);
+AR_HIDDEN void *ar_sys_realloc(void *p, size_t size);
+AR_HIDDEN size_t ar_sys_usable_size(void *p);
+extern _Atomic int64_t ar_large_live;
+
+#endif /* AR_INTERNAL_H */
