@@ -9,7 +9,8 @@
  * arena_free: the registry says whether the block is ours (two loads, no
  * read of the block's neighbourhood); mask to the pool descriptor; if this
  * thread owns the pool, push.  The pool having been full or being now empty
- * is the one rare case, handled out of line; so are other threads' blocks
+ * is the one rare case, caught by one signed test (see AR_FULL_BIAS) and
+ * handled out of line; so are other threads' blocks
  * and system blocks.
  */
 #include <errno.h>
@@ -38,12 +39,12 @@ void arena_free(void *ptr)
         struct ar_pool *p = &a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
         struct ar_heap *h = ar_tls_heap;
         if (ar_likely(atomic_load_explicit(&p->owner, AR_RELAXED) == h)) {
-            struct ar_block *b = ptr, *old = p->free;
+            struct ar_block *b = ptr;
             uint32_t used = ar_used_get(p) - 1;
-            b->next = old;
+            b->next = p->free;
             p->free = b;
             ar_used_set(p, used);
-            if (ar_unlikely(old == NULL || used == 0))
+            if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
                 ar_free_local_slow(h, p);
             return;
         }

@@ -346,6 +346,10 @@ void ar_arena_counts(struct arena_stats *st)
                     continue;
                 struct ar_pool *p = &a->pools[i];
                 uint32_t used = ar_used_get(p);
+                if ((int32_t)used < 0)
+                    used += AR_FULL_BIAS;
+                if (ar_state_get(p) == AR_POOL_CURRENT)
+                    used--;                         /* the heap's hold */
                 uint32_t pending = atomic_load_explicit(&p->remote_count, AR_RELAXED);
                 uint64_t live = used >= pending ? used - pending : 0;
                 if (ar_state_get(p) == AR_POOL_FULL)

@@ -43,38 +43,49 @@ static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
 
 /* ---- class and full lists (owner only) -------------------------------- */
 
-static void list_push_head(struct ar_heap *h, unsigned c, struct ar_pool *p)
+/* The head of lists[c] is the heap's current pool and carries one extra
+ * count in `used`, the heap's hold: a loop that allocates and frees one
+ * block never sees the count reach zero, so the fast path does not fall
+ * into the slow path to decide whether to keep the pool. */
+static void take_hold(struct ar_pool *p)
 {
-    struct ar_pool *head = h->lists[c];
-    p->prev = NULL;
-    if (head == &ar_pool_none) {
-        p->next = NULL;
-        h->tails[c] = p;
-    } else {
-        p->next = head;
-        head->prev = p;
-    }
-    h->lists[c] = p;
+    ar_used_set(p, ar_used_get(p) + 1);
+    ar_state_set(p, AR_POOL_CURRENT);
 }
 
+static void drop_hold(struct ar_pool *p)
+{
+    ar_used_set(p, ar_used_get(p) - 1);
+    ar_state_set(p, AR_POOL_USED);
+}
+
+/* Append p; on an empty list it becomes the current pool. */
 static void list_push_tail(struct ar_heap *h, unsigned c, struct ar_pool *p)
 {
-    if (h->lists[c] == &ar_pool_none) {
-        list_push_head(h, c, p);
-        return;
-    }
     p->next = NULL;
-    p->prev = h->tails[c];
-    h->tails[c]->next = p;
+    if (h->lists[c] == &ar_pool_none) {
+        p->prev = NULL;
+        h->lists[c] = p;
+        take_hold(p);
+    } else {
+        p->prev = h->tails[c];
+        h->tails[c]->next = p;
+        ar_state_set(p, AR_POOL_USED);
+    }
     h->tails[c] = p;
 }
 
+/* Unlink p; if it was the current pool, its hold passes to the next. */
 static void list_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
 {
-    if (p->prev)
+    if (p->prev) {
         p->prev->next = p->next;
-    else
+    } else {
+        drop_hold(p);
         h->lists[c] = p->next ? p->next : &ar_pool_none;
+        if (p->next)
+            take_hold(p->next);
+    }
     if (p->next)
         p->next->prev = p->prev;
     else
@@ -90,6 +101,7 @@ static void full_push(struct ar_heap *h, unsigned c, struct ar_pool *p)
         p->next->prev = p;
     h->full[c] = p;
     p->on_full = 1;
+    ar_used_set(p, ar_used_get(p) - AR_FULL_BIAS);
     ar_state_set(p, AR_POOL_FULL);
 }
 
@@ -103,6 +115,7 @@ static void full_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
     p->on_full = 0;
+    ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
     ar_state_set(p, AR_POOL_USED);
 }
 
@@ -162,9 +175,13 @@ static void heap_abandon_locked(struct ar_heap *h)
     for (unsigned c = 0; c < AR_NCLASS; c++) {
         for (int which = 0; which < 2; which++) {
             struct ar_pool *p = which == 0 ? h->lists[c] : h->full[c];
+            if (p == h->lists[c] && p != &ar_pool_none)
+                drop_hold(p);
             while (p != NULL && p != &ar_pool_none) {
                 struct ar_pool *next = p->next;
                 ar_pool_collect(p, AR_REMOTE_ORPHAN);
+                if (p->on_full)
+                    ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
                 p->prev = p->next = NULL;
                 p->on_full = 0;
                 if (ar_used_get(p) == 0) {
@@ -235,10 +252,12 @@ static void sweep_remote(struct ar_heap *h, unsigned c)
         if (atomic_load_explicit(&p->remote, AR_RELAXED) == 0 || ar_pool_collect(p, 0) == 0)
             continue;
         full_remove(h, c, p);
-        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none)
+        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none) {
+            ar_state_set(p, AR_POOL_USED);
             pool_give_back(p);
-        else
+        } else {
             list_push_tail(h, c, p);
+        }
     }
 }
 
@@ -269,7 +288,7 @@ static void *heap_alloc(struct ar_heap *h, unsigned c)
             errno = ENOMEM;
             return NULL;
         }
-        list_push_head(h, c, p);
+        list_push_tail(h, c, p);            /* the list was empty: p is current */
     }
 }
 
@@ -287,7 +306,8 @@ void *ar_alloc_slow(size_t size)
 
 /* ---- free slow paths -------------------------------------------------- */
 
-/* Same thread, after the push: the pool was full, or is now empty. */
+/* Same thread, after the push: the pool was full (its count carried
+ * AR_FULL_BIAS), or is now empty. */
 void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p)
 {
     unsigned c = p->cls;
@@ -295,7 +315,7 @@ void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p)
         full_remove(h, c, p);
         list_push_tail(h, c, p);
     }
-    if (ar_used_get(p) == 0 && h->lists[c] != p) {
+    if (ar_used_get(p) == 0) {              /* never the current pool: it has the hold */
         list_remove(h, c, p);
         pool_give_back(p);
     }
@@ -359,7 +379,7 @@ void ar_heap_release_empty(struct ar_heap *h)
         for (; p != &ar_pool_none && p != NULL; p = next) {
             next = p->next;
             ar_pool_collect(p, 0);
-            if (ar_used_get(p) == 0) {
+            if (ar_used_get(p) == (h->lists[c] == p ? 1u : 0u)) {
                 list_remove(h, c, p);
                 pool_give_back(p);
             }

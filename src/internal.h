@@ -66,13 +66,15 @@ struct ar_block {
 
 /* Pool states (owner's view).  See docs/design.md, "pool state machine".
  *   FREE    in its arena's free mask, held by no heap
- *   USED    on its heap's class list; may be empty (used == 0) only if it
- *           is the list head (the heap's current pool)
+ *   USED    on its heap's class list, not the head; has a free block
+ *   CURRENT the head of its heap's class list: the pool the fast path
+ *           pops from; `used` counts one extra, the heap's hold, so it
+ *           stays the current pool even when its last block is freed
  *   FULL    on its heap's full list: no free block and nothing left to carve
  *   ORPHAN  its heap's thread exited with blocks still live; frees take the
  *           global lock; it goes back to its arena when the last one is freed
  */
-enum { AR_POOL_FREE, AR_POOL_USED, AR_POOL_FULL, AR_POOL_ORPHAN };
+enum { AR_POOL_FREE, AR_POOL_USED, AR_POOL_CURRENT, AR_POOL_FULL, AR_POOL_ORPHAN };
 
 /* Low bit of ar_pool.remote: the pool is an orphan, remote frees must take
  * the global lock instead of pushing.  Blocks are 16-aligned. */
@@ -86,6 +88,10 @@ struct ar_heap;
 #define AR_RELAXED memory_order_relaxed
 #define ar_used_get(p) atomic_load_explicit(&(p)->used, AR_RELAXED)
 #define ar_used_set(p, v) atomic_store_explicit(&(p)->used, (v), AR_RELAXED)
+/* A FULL pool's `used` is stored minus AR_FULL_BIAS, i.e. negative as an
+ * int32_t, so the free fast path catches "this pool was full" and "this
+ * pool is now empty" with one signed test: (int32_t)(used - 1) <= 0. */
+#define AR_FULL_BIAS ((uint32_t)1 << 30)
 #define ar_state_get(p) atomic_load_explicit(&(p)->state, AR_RELAXED)
 #define ar_state_set(p, v) atomic_store_explicit(&(p)->state, (uint8_t)(v), AR_RELAXED)
 
@@ -155,9 +161,13 @@ extern AR_TLS struct ar_heap *ar_tls_heap;
 /* Global lock: arenas, registry writes, orphans, heap list, stats merging. */
 extern pthread_mutex_t ar_lock;
 
-/* registry.c */
+/* registry.c: covers the 48-bit user address space of x86-64 and arm64
+ * Linux.  Bits above 47 are ignored: the kernel maps nothing there for a
+ * process that does not ask for it with an explicit hint, so no block of
+ * ours and no block of the system allocator lives there. */
 #define AR_REG_LEAF_BITS 15
-#define AR_REG_TOP_BITS (47 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
+#define AR_REG_TOP_BITS (48 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
+#define AR_REG_MASK(bits) ((1u << (bits)) - 1)
 extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
 
 /* Which arena holds p, or NULL if p is not in one of ours.  Reads only the
@@ -165,14 +175,12 @@ extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BI
 static inline struct ar_arena *ar_registry_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    uintptr_t top = a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS);
-    if (ar_unlikely(top >= (1u << AR_REG_TOP_BITS)))
-        return NULL;
-    _Atomic(struct ar_arena *) *leaf =
-        atomic_load_explicit(&ar_registry_top[top], memory_order_acquire);
+    _Atomic(struct ar_arena *) *leaf = atomic_load_explicit(
+        &ar_registry_top[(a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS)) & AR_REG_MASK(AR_REG_TOP_BITS)],
+        memory_order_acquire);
     if (ar_unlikely(leaf == NULL))
         return NULL;
-    return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & ((1u << AR_REG_LEAF_BITS) - 1)],
+    return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & AR_REG_MASK(AR_REG_LEAF_BITS)],
                                 memory_order_relaxed);
 }
 AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_arena *a); /* lock held */

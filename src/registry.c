@@ -2,8 +2,8 @@
  * Registry: is this address inside one of our arenas, and which one?
  *
  * Arenas are 256 KiB aligned, so an address names its arena by its bits
- * 18..46.  A two-level table maps them to the arena descriptor: a static
- * top level of 2^14 pointers (bits 33..46) to leaves of 2^15 entries
+ * 18..47.  A two-level table maps them to the arena descriptor: a static
+ * top level of 2^15 pointers (bits 33..47) to leaves of 2^15 entries
  * (bits 18..32), each leaf 256 KiB of metadata made on demand and never
  * freed.  A lookup is two loads and never touches the memory it is asked
  * about, so a pointer from the system allocator is recognised as foreign
@@ -23,7 +23,7 @@ int ar_registry_set(uintptr_t base, struct ar_arena *a)
 {
     uintptr_t top = base >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS);
     if (top >= (1u << AR_REG_TOP_BITS))
-        return EINVAL;
+        return EINVAL;                  /* not addressable by the lookup */
     _Atomic(struct ar_arena *) *leaf =
         atomic_load_explicit(&ar_registry_top[top], memory_order_relaxed);
     if (leaf == NULL) {
@@ -34,7 +34,7 @@ int ar_registry_set(uintptr_t base, struct ar_arena *a)
             return ENOMEM;
         atomic_store_explicit(&ar_registry_top[top], leaf, memory_order_release);
     }
-    atomic_store_explicit(&leaf[(base >> AR_ARENA_SHIFT) & ((1u << AR_REG_LEAF_BITS) - 1)],
+    atomic_store_explicit(&leaf[(base >> AR_ARENA_SHIFT) & (AR_REG_MASK(AR_REG_LEAF_BITS))],
                           a, memory_order_release);
     return 0;
 }
