@@ -34,9 +34,9 @@ void *arena_alloc(size_t size)
 
 void arena_free(void *ptr)
 {
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (ar_likely(a != NULL)) {
-        struct ar_pool *p = &a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
+    struct ar_pool *pools = ar_registry_lookup(ptr);
+    if (ar_likely(pools != NULL)) {
+        struct ar_pool *p = ar_pool_of(pools, ptr);
         struct ar_heap *h = ar_tls_heap;
         if (ar_likely(atomic_load_explicit(&p->owner, AR_RELAXED) == h)) {
             struct ar_block *b = ptr;
@@ -49,7 +49,7 @@ void arena_free(void *ptr)
             return;
         }
     }
-    ar_free_slow(ptr, a);
+    ar_free_slow(ptr, pools);
 }
 
 void *arena_calloc(size_t n, size_t size)
@@ -69,18 +69,18 @@ size_t arena_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (a == NULL)
+    struct ar_pool *pools = ar_registry_lookup(ptr);
+    if (pools == NULL)
         return ar_sys_usable_size((void *)ptr);
-    return ar_class_size(a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)].cls);
+    return ar_class_size(ar_pool_of(pools, ptr)->cls);
 }
 
 void *arena_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return arena_alloc(size);
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (a == NULL) {
+    struct ar_pool *pools = ar_registry_lookup(ptr);
+    if (pools == NULL) {
         if (size > AR_SMALL_MAX)
             return ar_sys_realloc(ptr, size);
         /* large -> small: move into a pool */
@@ -91,7 +91,7 @@ void *arena_realloc(void *ptr, size_t size)
         ar_sys_free(ptr);
         return q;
     }
-    unsigned cls = a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)].cls;
+    unsigned cls = ar_pool_of(pools, ptr)->cls;
     if (size != 0 && size <= AR_SMALL_MAX && ar_class_of(size) == cls)
         return ptr;                     /* same class: nothing to do */
     if (size == 0 && cls == 0)

@@ -184,25 +184,32 @@ static struct ar_arena *arena_new(void)
     struct ar_arena *a = arena_free_descs;
     if (a != NULL) {
         arena_free_descs = a->next;
-        memset(a, 0, sizeof(*a));
+        ar_meta_unpurge(a->pools);
     } else {
         a = ar_meta_alloc(sizeof(*a));
         if (a == NULL)
             return NULL;
+        if ((a->pools = ar_meta_page()) == NULL)
+            return NULL;                /* a is lost: metadata is exhausted */
     }
     void *base = backend->reserve(backend->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
     if (base == NULL || ((uintptr_t)base & (AR_ARENA_SIZE - 1)) != 0 ||
-        ar_registry_set((uintptr_t)base, a) != 0) {
+        ar_registry_set((uintptr_t)base, a->pools) != 0) {
         if (base != NULL)
             backend->release(backend->ctx, base, AR_ARENA_SIZE);
         reserve_failures++;
+        ar_meta_purge(a->pools);
         a->next = arena_free_descs;
         arena_free_descs = a;
         return NULL;
     }
-    a->base = (uintptr_t)base;
+    struct ar_pool *pools = a->pools;
+    memset(a, 0, sizeof(*a));
+    a->pools = pools;
+    memset(pools, 0, AR_POOLS * sizeof(*pools));
     for (unsigned i = 0; i < AR_POOLS; i++)
-        a->pools[i].index = (uint8_t)i;
+        pools[i].arena = a;
+    a->base = (uintptr_t)base;
     a->free_mask = ~(uint64_t)0;
     a->dirty_mask = 0;                  /* fresh pages are not resident */
     a->nfree = AR_POOLS;
@@ -215,7 +222,8 @@ static struct ar_arena *arena_new(void)
     return a;
 }
 
-/* Try to give an empty arena back.  Returns true if it went. */
+/* Try to give an empty arena back.  Returns true if it went; its header
+ * is kept for reuse and its page of pool descriptors purged. */
 static bool arena_give_back(struct ar_arena *a)
 {
     if (backend->release(backend->ctx, (void *)a->base, AR_ARENA_SIZE) != 0)
@@ -224,6 +232,7 @@ static bool arena_give_back(struct ar_arena *a)
     dirty_pools -= (unsigned)__builtin_popcountll(a->dirty_mask);
     dirty_unlink(a);
     ar_registry_set(a->base, NULL);
+    ar_meta_purge(a->pools);
     empty_arenas--;
     arenas_released++;
     arenas_live--;
@@ -280,7 +289,7 @@ struct ar_pool *ar_arena_pool_acquire(void)
 void ar_arena_pool_return(struct ar_pool *p)
 {
     struct ar_arena *a = ar_pool_arena(p);
-    uint64_t bit = (uint64_t)1 << p->index;
+    uint64_t bit = (uint64_t)1 << ar_pool_index(p);
     ar_state_set(p, AR_POOL_FREE);
     atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
     atomic_store_explicit(&p->remote, 0, AR_RELAXED);
@@ -298,7 +307,7 @@ void ar_arena_pool_return(struct ar_pool *p)
             if (arena_give_back(a))
                 return;
             trim_empty_arenas(ar_options.arena_cache);  /* brk: others may go */
-            if (ar_registry_lookup((void *)base) != a)
+            if (ar_registry_lookup((void *)base) != a->pools)
                 return;                                  /* a went too */
         }
     }

@@ -338,14 +338,14 @@ static void free_orphan(struct ar_pool *p, struct ar_block *b)
     pthread_mutex_unlock(&ar_lock);
 }
 
-void ar_free_slow(void *ptr, struct ar_arena *a)
+void ar_free_slow(void *ptr, struct ar_pool *pools)
 {
-    if (a == NULL) {
+    if (pools == NULL) {
         if (ptr != NULL)
             ar_sys_free(ptr);
         return;
     }
-    struct ar_pool *p = &a->pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
+    struct ar_pool *p = ar_pool_of(pools, ptr);
     struct ar_block *b = ptr;
     struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
     uintptr_t old = atomic_load_explicit(&p->remote, AR_RELAXED);

@@ -95,9 +95,10 @@ struct ar_heap;
 #define ar_state_get(p) atomic_load_explicit(&(p)->state, AR_RELAXED)
 #define ar_state_set(p, v) atomic_store_explicit(&(p)->state, (uint8_t)(v), AR_RELAXED)
 
-/* Pool descriptor: one cache line, kept in the arena descriptor, outside
- * the pool's own memory, so all 4096 bytes of a pool hold blocks and a
- * purged pool loses nothing. */
+/* Pool descriptor: one cache line, outside the pool's own memory, so all
+ * 4096 bytes of a pool hold blocks and a purged pool loses nothing.  An
+ * arena's 64 pool descriptors fill one page of metadata exactly; the
+ * registry maps the arena's address to that page. */
 struct ar_pool {
     alignas(64) struct ar_block *free;  /* owner-local free list           */
     _Atomic uint32_t used;              /* blocks handed out and not freed
@@ -108,35 +109,47 @@ struct ar_pool {
     uint16_t carved;                    /* blocks carved so far (bump)      */
     uint8_t cls;                        /* set under ar_lock at acquire     */
     _Atomic uint8_t state;              /* AR_POOL_*; owner writes, relaxed */
-    uint8_t index;                      /* position in the arena, 0..63     */
     uint8_t on_full;                    /* 1 while on the heap's full list  */
+    _Atomic uint32_t remote_count;      /* blocks on the remote list        */
     _Atomic(struct ar_heap *) owner;    /* NULL when FREE or ORPHAN         */
     _Atomic uintptr_t remote;           /* remote-free list | ORPHAN bit    */
-    _Atomic uint32_t remote_count;      /* blocks on the remote list        */
     struct ar_pool *prev, *next;        /* heap class list or full list     */
+    struct ar_arena *arena;             /* the arena header                 */
 };
 _Static_assert(sizeof(struct ar_pool) == 64, "pool descriptor is a cache line");
+_Static_assert(sizeof(struct ar_pool) * AR_POOLS == AR_POOL_SIZE,
+               "an arena's pool descriptors fill one page");
 
-/* Arena descriptor.  Kept in metadata memory; the registry maps the arena's
- * 256 KiB-aligned address to it. */
+/* Arena header.  Its pool descriptors are a separate, page-aligned page of
+ * metadata, which is purged when the arena is released, so an allocator
+ * that has given its arenas back does not keep their descriptors resident. */
 struct ar_arena {
-    struct ar_pool pools[AR_POOLS];
+    struct ar_pool *pools;              /* 64 descriptors, one page         */
     uintptr_t base;                     /* 256 KiB aligned                  */
     uint64_t free_mask;                 /* pools held by no heap            */
     uint64_t dirty_mask;                /* free pools that may be resident  */
     unsigned nfree;                     /* popcount(free_mask)              */
+    bool on_dirty;
     struct ar_arena *prev, *next;       /* bucket list (by nfree)           */
     struct ar_arena *dirty_prev, *dirty_next; /* arenas with dirty pools    */
-    bool on_dirty;
 };
 
+static inline unsigned ar_pool_index(const struct ar_pool *p)
+{
+    return (unsigned)((uintptr_t)p / sizeof(struct ar_pool)) & (AR_POOLS - 1);
+}
 static inline struct ar_arena *ar_pool_arena(struct ar_pool *p)
 {
-    return (struct ar_arena *)(void *)(p - p->index);
+    return p->arena;
 }
 static inline char *ar_pool_base(struct ar_pool *p)
 {
-    return (char *)(ar_pool_arena(p)->base + ((uintptr_t)p->index << AR_POOL_SHIFT));
+    return (char *)(p->arena->base + ((uintptr_t)ar_pool_index(p) << AR_POOL_SHIFT));
+}
+/* The descriptor of the pool holding ptr, given its arena's descriptors. */
+static inline struct ar_pool *ar_pool_of(struct ar_pool *pools, const void *ptr)
+{
+    return &pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
 }
 
 /* Thread heap.  lists[c] is the head of class c's list of pools with free
@@ -168,14 +181,14 @@ extern pthread_mutex_t ar_lock;
 #define AR_REG_LEAF_BITS 15
 #define AR_REG_TOP_BITS (48 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
 #define AR_REG_MASK(bits) ((1u << (bits)) - 1)
-extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
+extern _Atomic(_Atomic(struct ar_pool *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
 
-/* Which arena holds p, or NULL if p is not in one of ours.  Reads only the
- * registry, never the memory p points to. */
-static inline struct ar_arena *ar_registry_lookup(const void *p)
+/* The pool descriptors of the arena holding p, or NULL if p is not in one
+ * of ours.  Reads only the registry, never the memory p points to. */
+static inline struct ar_pool *ar_registry_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    _Atomic(struct ar_arena *) *leaf = atomic_load_explicit(
+    _Atomic(struct ar_pool *) *leaf = atomic_load_explicit(
         &ar_registry_top[(a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS)) & AR_REG_MASK(AR_REG_TOP_BITS)],
         memory_order_acquire);
     if (ar_unlikely(leaf == NULL))
@@ -183,11 +196,17 @@ static inline struct ar_arena *ar_registry_lookup(const void *p)
     return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & AR_REG_MASK(AR_REG_LEAF_BITS)],
                                 memory_order_relaxed);
 }
-AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_arena *a); /* lock held */
+AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_pool *pools); /* lock held */
 
-/* meta.c: zeroed, 64-byte aligned memory that is never given back. */
+/* meta.c: zeroed metadata memory, never unmapped.  ar_meta_alloc gives
+ * 64-byte aligned pieces, ar_meta_page one 4 KiB page; ar_meta_purge gives
+ * a page's memory back to the OS (it reads as zero afterwards) and
+ * ar_meta_unpurge accounts for its reuse. */
 AR_HIDDEN void *ar_meta_alloc(size_t size);
-extern uint64_t ar_meta_bytes;
+AR_HIDDEN void *ar_meta_page(void);
+AR_HIDDEN void ar_meta_purge(void *page);
+AR_HIDDEN void ar_meta_unpurge(void *page);
+extern uint64_t ar_meta_bytes;          /* metadata mapped and not purged  */
 
 /* options.c */
 enum { AR_PURGE_OFF, AR_PURGE_EAGER, AR_PURGE_THRESHOLD };
@@ -216,7 +235,7 @@ AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep);
 
 /* heap.c */
 AR_HIDDEN void *ar_alloc_slow(size_t size);
-AR_HIDDEN void ar_free_slow(void *ptr, struct ar_arena *a);
+AR_HIDDEN void ar_free_slow(void *ptr, struct ar_pool *pools);
 AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p);
 AR_HIDDEN void ar_heap_release_empty(struct ar_heap *h);
 AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);

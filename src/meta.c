@@ -1,9 +1,11 @@
 /*
  * Metadata memory: arena descriptors, thread heaps and registry leaves.
  *
- * Taken straight from mmap in chunks (not through the arena backend, which
- * may be the legacy brk one), bump-allocated, 64-byte aligned, zeroed, and
- * never given back: descriptors are recycled by their owners' free lists.
+ * Taken straight from mmap in 1 MiB chunks (not through the arena backend,
+ * which may be the legacy brk one), bump-allocated and zeroed.  Nothing is
+ * unmapped: descriptors are recycled by their owners' free lists, and the
+ * page of pool descriptors of a released arena is purged, so it costs
+ * address space but no memory until the next arena reuses it.
  * Called with ar_lock held.  It never calls malloc, so it is safe inside a
  * malloc replacement.
  */
@@ -14,12 +16,16 @@
 #define AR_META_CHUNK ((size_t)1 << 20)
 
 uint64_t ar_meta_bytes;
-static char *meta_cur, *meta_end;
 
-void *ar_meta_alloc(size_t size)
+struct bump {
+    char *cur, *end;
+};
+static struct bump small_bump, page_bump;
+
+static void *bump_alloc(struct bump *b, size_t size, size_t align)
 {
-    size = (size + 63) & ~(size_t)63;
-    if ((size_t)(meta_end - meta_cur) < size) {
+    char *p = (char *)(((uintptr_t)b->cur + align - 1) & ~(uintptr_t)(align - 1));
+    if (b->cur == NULL || p + size > b->end) {
         size_t chunk = size > AR_META_CHUNK ? size : AR_META_CHUNK;
         void *m = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
@@ -27,10 +33,32 @@ void *ar_meta_alloc(size_t size)
         ar_meta_bytes += chunk;
         if (size > AR_META_CHUNK)
             return m;               /* a large piece gets its own mapping */
-        meta_cur = m;
-        meta_end = meta_cur + chunk;
+        b->cur = m;
+        b->end = b->cur + chunk;
+        p = b->cur;
     }
-    void *r = meta_cur;
-    meta_cur += size;
-    return r;
+    b->cur = p + size;
+    return p;
+}
+
+void *ar_meta_alloc(size_t size)
+{
+    return bump_alloc(&small_bump, (size + 63) & ~(size_t)63, 64);
+}
+
+void *ar_meta_page(void)
+{
+    return bump_alloc(&page_bump, 4096, 4096);
+}
+
+void ar_meta_purge(void *page)
+{
+    if (madvise(page, 4096, MADV_DONTNEED) == 0)
+        ar_meta_bytes -= 4096;
+}
+
+void ar_meta_unpurge(void *page)
+{
+    (void)page;
+    ar_meta_bytes += 4096;
 }

@@ -2,10 +2,10 @@
  * Registry: is this address inside one of our arenas, and which one?
  *
  * Arenas are 256 KiB aligned, so an address names its arena by its bits
- * 18..47.  A two-level table maps them to the arena descriptor: a static
+ * 18..47.  A two-level table maps them to the arena: a static
  * top level of 2^15 pointers (bits 33..47) to leaves of 2^15 entries
- * (bits 18..32), each leaf 256 KiB of metadata made on demand and never
- * freed.  A lookup is two loads and never touches the memory it is asked
+ * (bits 18..32) holding the arena's page of pool descriptors; each leaf is
+ * 256 KiB of metadata made on demand and never freed.  A lookup is two loads and never touches the memory it is asked
  * about, so a pointer from the system allocator is recognised as foreign
  * without reading its neighbourhood.
  *
@@ -17,17 +17,17 @@
 
 #include "internal.h"
 
-_Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
+_Atomic(_Atomic(struct ar_pool *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
 
-int ar_registry_set(uintptr_t base, struct ar_arena *a)
+int ar_registry_set(uintptr_t base, struct ar_pool *pools)
 {
     uintptr_t top = base >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS);
     if (top >= (1u << AR_REG_TOP_BITS))
         return EINVAL;                  /* not addressable by the lookup */
-    _Atomic(struct ar_arena *) *leaf =
+    _Atomic(struct ar_pool *) *leaf =
         atomic_load_explicit(&ar_registry_top[top], memory_order_relaxed);
     if (leaf == NULL) {
-        if (a == NULL)
+        if (pools == NULL)
             return 0;
         leaf = ar_meta_alloc(sizeof(*leaf) << AR_REG_LEAF_BITS);
         if (leaf == NULL)
@@ -35,6 +35,6 @@ int ar_registry_set(uintptr_t base, struct ar_arena *a)
         atomic_store_explicit(&ar_registry_top[top], leaf, memory_order_release);
     }
     atomic_store_explicit(&leaf[(base >> AR_ARENA_SHIFT) & (AR_REG_MASK(AR_REG_LEAF_BITS))],
-                          a, memory_order_release);
+                          pools, memory_order_release);
     return 0;
 }
