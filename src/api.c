@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "check.h"
 #include "internal.h"
 
 void *arena_alloc(size_t size)
@@ -24,8 +25,9 @@ void *arena_alloc(size_t size)
         struct ar_pool *p = ar_tls_heap->lists[(size - 1) >> AR_QUANTUM_SHIFT];
         struct ar_block *b = p->free;
         if (ar_likely(b != NULL)) {
-            p->free = b->next;
+            p->free = ar_next_get(b);
             ar_used_set(p, ar_used_get(p) + 1);
+            ar_on_alloc(p, b);
             return b;
         }
     }
@@ -38,18 +40,22 @@ void arena_free(void *ptr)
     if (ar_likely(pools != NULL)) {
         struct ar_pool *p = ar_pool_of(pools, ptr);
         struct ar_heap *h = ar_tls_heap;
+        ar_on_free(p, ptr);
         if (ar_likely(atomic_load_explicit(&p->owner, AR_RELAXED) == h)) {
             struct ar_block *b = ptr;
             uint32_t used = ar_used_get(p) - 1;
-            b->next = p->free;
+            ar_next_set(b, p->free);
             p->free = b;
             ar_used_set(p, used);
             if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
-                ar_free_local_slow(h, p);
+                ar_free_local_slow(h, p, ptr);
             return;
         }
+        ar_free_remote(p, ptr);
+        return;
     }
-    ar_free_slow(ptr, pools);
+    if (ptr != NULL)
+        ar_sys_free(ptr);
 }
 
 void *arena_calloc(size_t n, size_t size)

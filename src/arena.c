@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "check.h"
 #include "internal.h"
 
 pthread_mutex_t ar_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -226,6 +227,7 @@ static struct ar_arena *arena_new(void)
  * is kept for reuse and its page of pool descriptors purged. */
 static bool arena_give_back(struct ar_arena *a)
 {
+    ar_on_arena_release((void *)a->base);
     if (backend->release(backend->ctx, (void *)a->base, AR_ARENA_SIZE) != 0)
         return false;
     bucket_remove(a);

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "check.h"
 #include "internal.h"
 
 #define NONE4 &ar_pool_none, &ar_pool_none, &ar_pool_none, &ar_pool_none
@@ -268,8 +269,13 @@ static void *heap_alloc(struct ar_heap *h, unsigned c)
         if (p != &ar_pool_none) {
             if (ar_pool_refill(p)) {
                 struct ar_block *b = p->free;
-                p->free = b->next;
+                if ((uintptr_t)b - (uintptr_t)ar_pool_base(p) >= AR_POOL_SIZE)
+                    ar_fatal("libarena: corrupted free list: pool %p (size class %zu) "
+                             "points to %p, outside it\n",
+                             (void *)ar_pool_base(p), ar_class_size(c), (void *)b);
+                p->free = ar_next_get(b);
                 ar_used_set(p, ar_used_get(p) + 1);
+                ar_on_alloc(p, b);
                 return b;
             }
             list_remove(h, c, p);
@@ -284,6 +290,8 @@ static void *heap_alloc(struct ar_heap *h, unsigned c)
         if (p != NULL)
             ar_pool_init(p, c, h);
         pthread_mutex_unlock(&ar_lock);
+        if (p != NULL)
+            ar_on_pool_acquire(ar_pool_base(p));
         if (p == NULL) {
             errno = ENOMEM;
             return NULL;
@@ -308,12 +316,16 @@ void *ar_alloc_slow(size_t size)
 
 /* Same thread, after the push: the pool was full (its count carried
  * AR_FULL_BIAS), or is now empty. */
-void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p)
+void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr)
 {
     unsigned c = p->cls;
     if (p->on_full) {
         full_remove(h, c, p);
         list_push_tail(h, c, p);
+    } else if ((int32_t)ar_used_get(p) < 0 || ar_state_get(p) == AR_POOL_CURRENT) {
+        /* More frees than blocks handed out: the current pool's count went
+         * through its hold, or another pool's went below zero. */
+        ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(c));
     }
     if (ar_used_get(p) == 0) {              /* never the current pool: it has the hold */
         list_remove(h, c, p);
@@ -321,36 +333,32 @@ void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p)
     }
 }
 
-AR_COLD static void bad_free(void *ptr, const char *what)
-{
-    ar_fatal("libarena: %s %p\n", what, ptr);
-}
-
 static void free_orphan(struct ar_pool *p, struct ar_block *b)
 {
     pthread_mutex_lock(&ar_lock);
-    b->next = p->free;
+    ar_next_set(b, p->free);
     p->free = b;
     uint32_t used = ar_used_get(p) - 1;
     ar_used_set(p, used);
+    if ((int32_t)used < 0)
+        ar_fatal("libarena: double free of %p (size class %zu)\n", (void *)b,
+                 ar_class_size(p->cls));
     if (used == 0)
         ar_arena_pool_return(p);
     pthread_mutex_unlock(&ar_lock);
 }
 
-void ar_free_slow(void *ptr, struct ar_pool *pools)
+/* A block of a pool this thread does not own: push it on the pool's
+ * remote list (one compare-and-swap), or free it under the lock if the
+ * pool is an orphan. */
+void ar_free_remote(struct ar_pool *p, void *ptr)
 {
-    if (pools == NULL) {
-        if (ptr != NULL)
-            ar_sys_free(ptr);
-        return;
-    }
-    struct ar_pool *p = ar_pool_of(pools, ptr);
     struct ar_block *b = ptr;
     struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
     uintptr_t old = atomic_load_explicit(&p->remote, AR_RELAXED);
     if (owner == NULL && !(old & AR_REMOTE_ORPHAN))
-        bad_free(ptr, "free of a pointer that is not an allocated block:");
+        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
+                 ptr);
     atomic_fetch_add_explicit(&p->remote_count, 1, AR_RELAXED);
     do {
         if (old & AR_REMOTE_ORPHAN) {
@@ -358,7 +366,7 @@ void ar_free_slow(void *ptr, struct ar_pool *pools)
             free_orphan(p, b);
             return;
         }
-        b->next = (struct ar_block *)old;
+        ar_next_set(b, (struct ar_block *)old);
     } while (!atomic_compare_exchange_weak_explicit(&p->remote, &old, (uintptr_t)b,
                                                     memory_order_release, AR_RELAXED));
     if (old == 0 && owner != NULL)

@@ -132,6 +132,9 @@ struct ar_arena {
     bool on_dirty;
     struct ar_arena *prev, *next;       /* bucket list (by nfree)           */
     struct ar_arena *dirty_prev, *dirty_next; /* arenas with dirty pools    */
+#if ARENA_CHECKED
+    _Atomic uint64_t ck_live[AR_POOLS][4];    /* blocks handed out (check.c) */
+#endif
 };
 
 static inline unsigned ar_pool_index(const struct ar_pool *p)
@@ -235,8 +238,8 @@ AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep);
 
 /* heap.c */
 AR_HIDDEN void *ar_alloc_slow(size_t size);
-AR_HIDDEN void ar_free_slow(void *ptr, struct ar_pool *pools);
-AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p);
+AR_HIDDEN void ar_free_remote(struct ar_pool *p, void *ptr);
+AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr);
 AR_HIDDEN void ar_heap_release_empty(struct ar_heap *h);
 AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);
 AR_HIDDEN void ar_heap_atfork_register(void);

@@ -18,6 +18,7 @@
  *
  *   USED/FULL --(owner thread exits, blocks live)--> ORPHAN --(last free)--> FREE
  */
+#include "check.h"
 #include "internal.h"
 
 #define AR_CARVE_BATCH 16u
@@ -47,13 +48,18 @@ unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep)
     struct ar_block *head = (struct ar_block *)(r & ~AR_REMOTE_ORPHAN);
     if (head == NULL)
         return 0;
-    unsigned n = 1;
-    struct ar_block *tail = head;
-    while (tail->next != NULL) {
-        tail = tail->next;
-        n++;
+    uintptr_t base = (uintptr_t)ar_pool_base(p);
+    unsigned n = 0;
+    struct ar_block *tail = head, *next;
+    for (;;) {
+        if ((uintptr_t)tail - base >= AR_POOL_SIZE || ++n > p->nblocks)
+            ar_fatal("libarena: corrupted remote free list in pool %p (size class %zu) at %p\n",
+                     (void *)base, ar_class_size(p->cls), (void *)tail);
+        if ((next = ar_next_get(tail)) == NULL)
+            break;
+        tail = next;
     }
-    tail->next = p->free;
+    ar_next_set(tail, p->free);
     p->free = head;
     ar_used_set(p, ar_used_get(p) - n);
     atomic_fetch_sub_explicit(&p->remote_count, n, AR_RELAXED);
@@ -74,11 +80,15 @@ bool ar_pool_refill(struct ar_pool *p)
     unsigned n = p->nblocks - p->carved;
     if (n > AR_CARVE_BATCH)
         n = AR_CARVE_BATCH;
-    char *b = ar_pool_base(p) + (size_t)p->carved * size;
-    p->free = (struct ar_block *)b;
-    for (unsigned i = 1; i < n; i++, b += size)
-        ((struct ar_block *)b)->next = (struct ar_block *)(b + size);
-    ((struct ar_block *)b)->next = NULL;
+    char *first = ar_pool_base(p) + (size_t)p->carved * size;
+    char *b = first + (size_t)(n - 1) * size;
+    struct ar_block *next = NULL;
+    for (unsigned i = 0; i < n; i++, b -= size) {     /* last to first */
+        ar_on_carve(p, b);
+        ar_next_set((struct ar_block *)b, next);
+        next = (struct ar_block *)b;
+    }
+    p->free = (struct ar_block *)first;
     p->carved = (uint16_t)(p->carved + n);
     return true;
 }
