@@ -87,6 +87,7 @@ struct arena_stats {
     uint64_t bytes_live;                /* their size-class bytes             */
     uint64_t blocks_live_class[ARENA_NUM_CLASSES];
 
+    uint64_t blocks_cached;             /* freed blocks in thread caches      */
     uint64_t large_live;                /* large (> 512 B) blocks live now    */
 
     uint64_t calls_mmap;                /* backend system calls, ever         */

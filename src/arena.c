@@ -195,7 +195,7 @@ static struct ar_arena *arena_new(void)
     }
     void *base = backend->reserve(backend->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
     if (base == NULL || ((uintptr_t)base & (AR_ARENA_SIZE - 1)) != 0 ||
-        ar_registry_set((uintptr_t)base, a->pools) != 0) {
+        ar_registry_set((uintptr_t)base, a) != 0) {
         if (base != NULL)
             backend->release(backend->ctx, base, AR_ARENA_SIZE);
         reserve_failures++;
@@ -208,8 +208,10 @@ static struct ar_arena *arena_new(void)
     memset(a, 0, sizeof(*a));
     a->pools = pools;
     memset(pools, 0, AR_POOLS * sizeof(*pools));
-    for (unsigned i = 0; i < AR_POOLS; i++)
+    for (unsigned i = 0; i < AR_POOLS; i++) {
         pools[i].arena = a;
+        atomic_store_explicit(&a->cls[i], AR_CLS_NONE, AR_RELAXED);
+    }
     a->base = (uintptr_t)base;
     a->free_mask = ~(uint64_t)0;
     a->dirty_mask = 0;                  /* fresh pages are not resident */
@@ -293,6 +295,7 @@ void ar_arena_pool_return(struct ar_pool *p)
     struct ar_arena *a = ar_pool_arena(p);
     uint64_t bit = (uint64_t)1 << ar_pool_index(p);
     ar_state_set(p, AR_POOL_FREE);
+    atomic_store_explicit(&a->cls[ar_pool_index(p)], AR_CLS_NONE, AR_RELAXED);
     atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
     atomic_store_explicit(&p->remote, 0, AR_RELAXED);
     bucket_remove(a);
@@ -309,7 +312,7 @@ void ar_arena_pool_return(struct ar_pool *p)
             if (arena_give_back(a))
                 return;
             trim_empty_arenas(ar_options.arena_cache);  /* brk: others may go */
-            if (ar_registry_lookup((void *)base) != a->pools)
+            if (ar_registry_lookup((void *)base) != a)
                 return;                                  /* a went too */
         }
     }

@@ -113,16 +113,32 @@ static inline void ar_on_alloc(struct ar_pool *p, struct ar_block *b)
     (void)b;
 }
 
-/* ptr comes back from the caller (any thread), before its link is
- * written. */
-static inline void ar_on_free(struct ar_pool *p, void *ptr)
+/* A block leaves a thread cache for the caller.  Its pool is looked up
+ * only in the checked build. */
+static inline void ar_on_alloc_cached(struct ar_block *b, unsigned c)
 {
 #if ARENA_CHECKED
-    ar_check_free(p, ptr);
+    ar_unpoison(b, ar_class_size(c));
+    ar_on_alloc(ar_pool_of(ar_registry_lookup(b), b), b);
+#else
+    ar_unpoison(b, ar_class_size(c));
+    ar_vg_malloclike(b, ar_class_size(c), 0);
+#endif
+    (void)b;
+    (void)c;
+}
+
+/* ptr, in arena a, with class c (< AR_NCLASS), comes back from the caller
+ * (any thread), before its link is written. */
+static inline void ar_on_free(struct ar_arena *a, unsigned c, void *ptr)
+{
+#if ARENA_CHECKED
+    ar_check_free(ar_pool_of(a, ptr), ptr);
 #endif
     ar_vg_freelike(ptr);
-    ar_poison(ptr, ar_class_size(p->cls));
-    (void)p;
+    ar_poison(ptr, ar_class_size(c));
+    (void)a;
+    (void)c;
     (void)ptr;
 }
 

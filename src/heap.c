@@ -38,6 +38,7 @@ struct ar_heap ar_heap_none = { .lists = { NONE32 } };
 AR_TLS struct ar_heap *ar_tls_heap = &ar_heap_none;
 
 static struct ar_heap *all_heaps, *free_heaps;
+static AR_TLS bool tls_exiting;         /* this thread's heap was drained */
 static uint64_t heaps_live, heaps_abandoned;
 static pthread_key_t heap_key;
 static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
@@ -136,11 +137,23 @@ static void make_key(void)
     pthread_key_create(&heap_key, heap_exit);
 }
 
+/* Blocks of class c a thread cache keeps: ARENA_TCACHE bytes' worth,
+ * at least 4 unless the cache is off. */
+static uint32_t cache_limit(unsigned c)
+{
+    if (ar_options.tcache_bytes == 0)
+        return 0;
+    size_t n = ar_options.tcache_bytes / ar_class_size(c);
+    return n < 4 ? 4 : n > 1024 ? 1024 : (uint32_t)n;
+}
+
+static void cache_flush(struct ar_heap *h, unsigned c, uint32_t keep);
+
 static struct ar_heap *heap_create(void)
 {
     if (!atomic_load_explicit(&ar_started, memory_order_acquire))
         ar_init_slow();
-    pthread_once(&heap_key_once, make_key);
+    ar_heap_atfork_register();
     pthread_mutex_lock(&ar_lock);
     struct ar_heap *h = free_heaps;
     if (h != NULL) {
@@ -150,6 +163,11 @@ static struct ar_heap *heap_create(void)
         all_heaps = h;
     }
     if (h != NULL) {
+        for (unsigned c = 0; c <= AR_NCLASS; c++) {
+            h->cache[c].head = NULL;
+            atomic_store_explicit(&h->cache[c].count, 0, AR_RELAXED);
+            h->cache[c].limit = c < AR_NCLASS ? cache_limit(c) : 0;
+        }
         for (unsigned c = 0; c < AR_NCLASS; c++) {
             h->lists[c] = &ar_pool_none;
             h->tails[c] = NULL;
@@ -205,9 +223,17 @@ static void heap_abandon_locked(struct ar_heap *h)
     heaps_abandoned++;
 }
 
+static void flush_all(struct ar_heap *h)
+{
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        cache_flush(h, c, 0);
+}
+
 static void heap_exit(void *arg)
 {
     struct ar_heap *h = arg;
+    tls_exiting = true;
+    flush_all(h);
     ar_tls_heap = &ar_heap_none;
     pthread_mutex_lock(&ar_lock);
     heap_abandon_locked(h);
@@ -224,19 +250,41 @@ static void fork_parent(void)
     pthread_mutex_unlock(&ar_lock);
 }
 
-/* The child has one thread: every other live heap belonged to a thread
- * that does not exist here, so its pools become orphans. */
+/* The child has one thread.  The other threads' heaps may have been in the
+ * middle of an update when fork() copied them, so the child does not touch
+ * them: they are marked dead and never reused.  Their blocks can still be
+ * freed in the child (they go on their pools' remote lists); their pools
+ * are not reused.  The arena layer is consistent: ar_lock was held across
+ * fork(). */
 static void fork_child(void)
 {
     for (struct ar_heap *h = all_heaps; h != NULL; h = h->next_all)
-        if (h->live && h != ar_tls_heap)
-            heap_abandon_locked(h);
+        if (h->live && h != ar_tls_heap) {
+            h->live = false;
+            heaps_live--;
+            heaps_abandoned++;
+        }
     pthread_mutex_unlock(&ar_lock);
 }
 
+/* Once per process, before any thread can hold ar_lock: the fork handlers
+ * (so a fork() never copies ar_lock locked) and the key whose destructor
+ * drains a heap at thread exit (so no pthread_once is in progress when a
+ * fork() happens).  Run by a constructor when the library is loaded, and
+ * by the first allocation if that comes earlier (a malloc replacement can
+ * be called before constructors run, while the process is single-threaded). */
 void ar_heap_atfork_register(void)
 {
+    static atomic_flag done = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&done))
+        return;
+    pthread_once(&heap_key_once, make_key);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((constructor)) static void heap_library_init(void)
+{
+    ar_heap_atfork_register();
 }
 
 /* ---- allocation slow path --------------------------------------------- */
@@ -351,7 +399,7 @@ static void free_orphan(struct ar_pool *p, struct ar_block *b)
 /* A block of a pool this thread does not own: push it on the pool's
  * remote list (one compare-and-swap), or free it under the lock if the
  * pool is an orphan. */
-void ar_free_remote(struct ar_pool *p, void *ptr)
+static void free_remote(struct ar_pool *p, void *ptr)
 {
     struct ar_block *b = ptr;
     struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
@@ -373,6 +421,64 @@ void ar_free_remote(struct ar_pool *p, void *ptr)
         atomic_fetch_add_explicit(&owner->remote_hint[p->cls], 1, AR_RELAXED);
 }
 
+/* Give a freed block (hooks already run) back to its pool: pushed on the
+ * pool's free list if h owns it, else on its remote list. */
+void ar_free_to_pool(struct ar_heap *h, struct ar_arena *a, void *ptr)
+{
+    struct ar_pool *p = ar_pool_of(a, ptr);
+    if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
+        free_remote(p, ptr);
+        return;
+    }
+    uint32_t used = ar_used_get(p) - 1;
+    ar_next_set(ptr, p->free);
+    p->free = ptr;
+    ar_used_set(p, used);
+    if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
+        ar_free_local_slow(h, p, ptr);
+}
+
+/* Give the cache's blocks back to their pools until `keep` are left. */
+static void cache_flush(struct ar_heap *h, unsigned c, uint32_t keep)
+{
+    struct ar_tcache *e = &h->cache[c];
+    uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
+    while (n > keep) {
+        struct ar_block *b = e->head;
+        e->head = ar_next_get(b);
+        n--;
+        ar_free_to_pool(h, ar_registry_lookup(b), b);
+    }
+    atomic_store_explicit(&e->count, n, AR_RELAXED);
+}
+
+/* The free fast path could not push on the thread cache: the pool is not
+ * in use, the thread has no heap yet, the cache is off, or it is full. */
+void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr)
+{
+    if (c >= AR_NCLASS)
+        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
+                 ptr);
+    ar_on_free(a, c, ptr);
+    struct ar_heap *h = ar_tls_heap;
+    if (h == &ar_heap_none && ar_options.tcache_bytes != 0 && !tls_exiting &&
+        (h = heap_create()) == NULL)
+        h = &ar_heap_none;              /* no heap: straight to the pool */
+    struct ar_tcache *e = &h->cache[c];
+    if (e->limit == 0) {
+        ar_free_to_pool(h, a, ptr);
+        return;
+    }
+    uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
+    if (n >= e->limit) {
+        cache_flush(h, c, e->limit / 2);
+        n = atomic_load_explicit(&e->count, AR_RELAXED);
+    }
+    ar_next_set(ptr, e->head);
+    e->head = ptr;
+    atomic_store_explicit(&e->count, n + 1, AR_RELAXED);
+}
+
 /* ---- explicit release and stats --------------------------------------- */
 
 /* Hand back the calling thread's empty pools, taking in remote frees. */
@@ -380,6 +486,7 @@ void ar_heap_release_empty(struct ar_heap *h)
 {
     if (h == &ar_heap_none)
         return;
+    flush_all(h);
     for (unsigned c = 0; c < AR_NCLASS; c++) {
         atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
         sweep_remote(h, c);
@@ -395,8 +502,25 @@ void ar_heap_release_empty(struct ar_heap *h)
     }
 }
 
+/* ar_lock held.  Blocks in thread caches are free: take them out of the
+ * live counts that ar_arena_counts() took from the pools. */
 void ar_heaps_stats(struct arena_stats *st)
 {
     st->heaps_live = heaps_live;
     st->heaps_abandoned = heaps_abandoned;
+    for (struct ar_heap *h = all_heaps; h != NULL; h = h->next_all) {
+        if (!h->live)
+            continue;
+        for (unsigned c = 0; c < AR_NCLASS; c++) {
+            uint64_t n = atomic_load_explicit(&h->cache[c].count, AR_RELAXED);
+            n = n < st->blocks_live_class[c] ? n : st->blocks_live_class[c];
+            st->blocks_live_class[c] -= n;
+            st->blocks_cached += n;
+        }
+    }
+    st->blocks_live = st->bytes_live = 0;
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        st->blocks_live += st->blocks_live_class[c];
+        st->bytes_live += st->blocks_live_class[c] * ar_class_size(c);
+    }
 }

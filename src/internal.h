@@ -123,7 +123,14 @@ _Static_assert(sizeof(struct ar_pool) * AR_POOLS == AR_POOL_SIZE,
 /* Arena header.  Its pool descriptors are a separate, page-aligned page of
  * metadata, which is purged when the arena is released, so an allocator
  * that has given its arenas back does not keep their descriptors resident. */
+#define AR_CLS_NONE AR_NCLASS            /* class map entry of a free pool   */
+
 struct ar_arena {
+    /* Size class of each pool, AR_CLS_NONE while the pool is free: the
+     * free fast path learns a block's class here, from one cache line per
+     * arena, without touching the pool descriptor.  Written under ar_lock
+     * when a pool is taken or given back, read without a lock. */
+    alignas(64) _Atomic uint8_t cls[AR_POOLS];
     struct ar_pool *pools;              /* 64 descriptors, one page         */
     uintptr_t base;                     /* 256 KiB aligned                  */
     uint64_t free_mask;                 /* pools held by no heap            */
@@ -149,16 +156,33 @@ static inline char *ar_pool_base(struct ar_pool *p)
 {
     return (char *)(p->arena->base + ((uintptr_t)ar_pool_index(p) << AR_POOL_SHIFT));
 }
-/* The descriptor of the pool holding ptr, given its arena's descriptors. */
-static inline struct ar_pool *ar_pool_of(struct ar_pool *pools, const void *ptr)
+static inline unsigned ar_pool_index_of(const void *ptr)
 {
-    return &pools[((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1)];
+    return (unsigned)((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1);
+}
+/* The descriptor of the pool holding ptr, given its arena. */
+static inline struct ar_pool *ar_pool_of(struct ar_arena *a, const void *ptr)
+{
+    return &a->pools[ar_pool_index_of(ptr)];
 }
 
 /* Thread heap.  lists[c] is the head of class c's list of pools with free
  * blocks (or &ar_pool_none).  Key invariant: every pool on lists[c] except
  * the head has at least one free or carvable block. */
+/* Thread cache of one size class: blocks freed by this thread, handed out
+ * again first (last in, first out).  `count` is written by the owner only
+ * and read by stats (relaxed).  Past `limit` half the cache goes back to
+ * the blocks' pools.  The extra entry cache[AR_CLS_NONE] has limit 0: a
+ * free whose class map says "no pool here" lands on it and fails into the
+ * slow path, which reports it. */
+struct ar_tcache {
+    struct ar_block *head;
+    _Atomic uint32_t count;
+    uint32_t limit;
+};
+
 struct ar_heap {
+    struct ar_tcache cache[AR_NCLASS + 1];
     struct ar_pool *lists[AR_NCLASS];
     struct ar_pool *tails[AR_NCLASS];
     struct ar_pool *full[AR_NCLASS];
@@ -184,14 +208,14 @@ extern pthread_mutex_t ar_lock;
 #define AR_REG_LEAF_BITS 15
 #define AR_REG_TOP_BITS (48 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
 #define AR_REG_MASK(bits) ((1u << (bits)) - 1)
-extern _Atomic(_Atomic(struct ar_pool *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
+extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
 
-/* The pool descriptors of the arena holding p, or NULL if p is not in one
- * of ours.  Reads only the registry, never the memory p points to. */
-static inline struct ar_pool *ar_registry_lookup(const void *p)
+/* The arena holding p, or NULL if p is not in one of ours.  Reads only the
+ * registry, never the memory p points to. */
+static inline struct ar_arena *ar_registry_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    _Atomic(struct ar_pool *) *leaf = atomic_load_explicit(
+    _Atomic(struct ar_arena *) *leaf = atomic_load_explicit(
         &ar_registry_top[(a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS)) & AR_REG_MASK(AR_REG_TOP_BITS)],
         memory_order_acquire);
     if (ar_unlikely(leaf == NULL))
@@ -199,7 +223,7 @@ static inline struct ar_pool *ar_registry_lookup(const void *p)
     return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & AR_REG_MASK(AR_REG_LEAF_BITS)],
                                 memory_order_relaxed);
 }
-AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_pool *pools); /* lock held */
+AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_arena *a); /* lock held */
 
 /* meta.c: zeroed metadata memory, never unmapped.  ar_meta_alloc gives
  * 64-byte aligned pieces, ar_meta_page one 4 KiB page; ar_meta_purge gives
@@ -217,6 +241,7 @@ struct ar_options {
     int purge;                          /* AR_PURGE_*                       */
     unsigned purge_threshold;           /* dirty free pools before a sweep  */
     unsigned arena_cache;               /* empty arenas kept                */
+    unsigned tcache_bytes;              /* thread cache per class, 0: off   */
     bool print_stats;                   /* ARENA_STATS=1                    */
     const char *backend;                /* ARENA_BACKEND or NULL            */
 };
@@ -232,14 +257,15 @@ AR_HIDDEN size_t ar_arena_release_all(void);
 AR_HIDDEN void ar_arena_counts(struct arena_stats *st);
 
 /* pool.c */
-AR_HIDDEN void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h);
+AR_HIDDEN void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h); /* lock held */
 AR_HIDDEN bool ar_pool_refill(struct ar_pool *p); /* owner: collect, carve */
 AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep);
 
 /* heap.c */
 AR_HIDDEN void *ar_alloc_slow(size_t size);
-AR_HIDDEN void ar_free_remote(struct ar_pool *p, void *ptr);
 AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr);
+AR_HIDDEN void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr);
+AR_HIDDEN void ar_free_to_pool(struct ar_heap *h, struct ar_arena *a, void *ptr);
 AR_HIDDEN void ar_heap_release_empty(struct ar_heap *h);
 AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);
 AR_HIDDEN void ar_heap_atfork_register(void);

@@ -7,6 +7,8 @@
  *   ARENA_ARENA_CACHE  empty arenas kept for reuse (default 1)
  *   ARENA_PURGE        off | eager | N: purge free pools of live arenas when
  *                      more than N of them are dirty (default 256 = 1 MiB)
+ *   ARENA_TCACHE       bytes of freed blocks each thread keeps per size
+ *                      class for reuse (default 8192; 0 turns it off)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@ struct ar_options ar_options = {
     .purge = AR_PURGE_THRESHOLD,
     .purge_threshold = 256,
     .arena_cache = 1,
+    .tcache_bytes = 8192,
 };
 
 static bool parse_uint(const char *s, unsigned *out)
@@ -44,6 +47,8 @@ void ar_options_read(void)
         ar_options.print_stats = true;
     if (parse_uint(getenv("ARENA_ARENA_CACHE"), &v))
         ar_options.arena_cache = v;
+    if (parse_uint(getenv("ARENA_TCACHE"), &v))
+        ar_options.tcache_bytes = v;
     if ((s = getenv("ARENA_PURGE")) != NULL) {
         if (strcmp(s, "off") == 0)
             ar_options.purge = AR_PURGE_OFF;

@@ -30,6 +30,7 @@ void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h)
     p->free = NULL;
     ar_used_set(p, 0);
     p->cls = (uint8_t)cls;
+    atomic_store_explicit(&p->arena->cls[ar_pool_index(p)], (uint8_t)cls, AR_RELAXED);
     p->nblocks = (uint16_t)(AR_POOL_SIZE / ar_class_size(cls));
     p->carved = 0;
     ar_state_set(p, AR_POOL_USED);

@@ -63,6 +63,8 @@ void arena_print_stats(FILE *f)
             s.calls_mmap, s.calls_munmap, s.calls_brk, s.calls_madvise, s.reserve_failures);
     fprintf(f, "heaps    live %" PRIu64 "  abandoned %" PRIu64 "\n", s.heaps_live,
             s.heaps_abandoned);
+    fprintf(f, "cache    blocks %" PRIu64 " (freed, kept by their threads for reuse)\n",
+            s.blocks_cached);
     fprintf(f, "large    live %" PRIu64 "\n", s.large_live);
     fprintf(f, "%-8s %6s %12s %14s\n", "class", "size", "blocks", "bytes");
     for (unsigned c = 0; c < AR_NCLASS; c++)
