@@ -133,9 +133,15 @@ void *arena_realloc(void *ptr, size_t size)
 
 size_t arena_release(void)
 {
+    /* Handing back the thread's pools can itself release an arena or purge
+     * a pool: count everything given back between the two readings. */
+    pthread_mutex_lock(&ar_lock);
+    uint64_t before = ar_arena_bytes_given_back();
+    pthread_mutex_unlock(&ar_lock);
     ar_heap_release_empty(ar_tls_heap);
     pthread_mutex_lock(&ar_lock);
-    size_t bytes = ar_arena_release_all();
+    ar_arena_release_all();
+    uint64_t after = ar_arena_bytes_given_back();
     pthread_mutex_unlock(&ar_lock);
-    return bytes;
+    return (size_t)(after - before);
 }

@@ -324,6 +324,11 @@ void ar_arena_pool_return(struct ar_pool *p)
         purge_dirty_down_to(ar_options.purge_threshold / 2);
 }
 
+uint64_t ar_arena_bytes_given_back(void)
+{
+    return arenas_released * AR_ARENA_SIZE + bytes_purged;
+}
+
 size_t ar_arena_release_all(void)
 {
     size_t bytes = trim_empty_arenas(0);

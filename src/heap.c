@@ -211,10 +211,10 @@ static void heap_abandon_locked(struct ar_heap *h)
                 }
                 p = next;
             }
-            h->lists[c] = &ar_pool_none;
-            h->full[c] = NULL;
-            h->tails[c] = NULL;
         }
+        h->lists[c] = &ar_pool_none;
+        h->full[c] = NULL;
+        h->tails[c] = NULL;
     }
     h->live = false;
     h->next_free = free_heaps;
@@ -403,6 +403,9 @@ static void free_remote(struct ar_pool *p, void *ptr)
 {
     struct ar_block *b = ptr;
     struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
+    /* Read before the push: once the block is on the remote list the owner
+     * may collect it and the pool may be given back and taken again. */
+    unsigned cls = p->cls;
     uintptr_t old = atomic_load_explicit(&p->remote, AR_RELAXED);
     if (owner == NULL && !(old & AR_REMOTE_ORPHAN))
         ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
@@ -418,7 +421,7 @@ static void free_remote(struct ar_pool *p, void *ptr)
     } while (!atomic_compare_exchange_weak_explicit(&p->remote, &old, (uintptr_t)b,
                                                     memory_order_release, AR_RELAXED));
     if (old == 0 && owner != NULL)
-        atomic_fetch_add_explicit(&owner->remote_hint[p->cls], 1, AR_RELAXED);
+        atomic_fetch_add_explicit(&owner->remote_hint[cls], 1, AR_RELAXED);
 }
 
 /* Give a freed block (hooks already run) back to its pool: pushed on the

@@ -254,6 +254,7 @@ extern _Atomic bool ar_started;
 AR_HIDDEN struct ar_pool *ar_arena_pool_acquire(void);
 AR_HIDDEN void ar_arena_pool_return(struct ar_pool *p);
 AR_HIDDEN size_t ar_arena_release_all(void);
+AR_HIDDEN uint64_t ar_arena_bytes_given_back(void); /* ever: released + purged */
 AR_HIDDEN void ar_arena_counts(struct arena_stats *st);
 
 /* pool.c */
