@@ -1,12 +1,14 @@
 #!/bin/sh
-# Build libarena and run every test: the suite with gcc, a clang build with
-# warnings as errors, the suite under ASan+UBSan, and under valgrind memcheck.
+# Build libarena and run every test: the whole suite with gcc, a clang build
+# with warnings as errors, the suites under ASan+UBSan, valgrind memcheck and
+# ThreadSanitizer, the checked and valgrind-annotated builds' misuse tests, a
+# bounded fuzzing run, and a release build.  Each step says what it does.
 # Ends with one line "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh test || exit 1
 
-steps=5
+steps=9
 passed=0
 failed=0
 status=0
@@ -43,23 +45,48 @@ setup() {  # setup DIR CC [meson args...]
   ninja -C "$dir" >"$dir.ninja.log" 2>&1 || { cat "$dir.ninja.log"; return 1; }
 }
 
-echo "step 1 of $steps: gcc build and test suite (build-test)"
+step=0
+next_step() { step=$((step + 1)); echo "step $step of $steps: $*"; }
+
+next_step "gcc build and the whole test suite (build-test)"
 if setup build-test gcc; then run_suite build-test; else status=1; failed=$((failed + 1)); fi
 
-echo "step 2 of $steps: clang build, -Wall -Wextra -Werror (build-clang)"
+next_step "clang build, -Wall -Wextra -Werror (build-clang)"
 if setup build-clang clang; then passed=$((passed + 1)); echo "clang build: ok"; else status=1; failed=$((failed + 1)); fi
 
-echo "step 3 of $steps: test suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)"
+next_step "core, stress and hardening suites under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)"
 if setup build-asan gcc -Db_sanitize=address,undefined -Db_lundef=false; then
   ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    run_suite build-asan --suite core --timeout-multiplier 3
+    run_suite build-asan --suite core --suite stress --suite checked --timeout-multiplier 3
 else status=1; failed=$((failed + 1)); fi
 
-echo "step 4 of $steps: test suite under valgrind memcheck (build-test)"
+next_step "core suite under valgrind memcheck (build-test)"
 run_suite build-test --suite core --timeout-multiplier 10 \
-  --wrapper "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --trace-children=yes"
+  --wrapper "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 
-echo "step 5 of $steps: release build compiles (build-release)"
+next_step "stress suite under ThreadSanitizer (build-tsan)"
+if setup build-tsan clang -Db_sanitize=thread -Db_lundef=false -Dbench=false; then
+  TSAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1 run_suite build-tsan --suite tsan --suite core --timeout-multiplier 3
+else status=1; failed=$((failed + 1)); fi
+
+next_step "checked build: misuse is reported (build-checked)"
+if setup build-checked gcc -Dchecked=true -Dbench=false; then
+  run_suite build-checked --suite core --suite checked
+else status=1; failed=$((failed + 1)); fi
+
+next_step "valgrind build: memcheck sees libarena blocks (build-valgrind)"
+if setup build-valgrind gcc -Dvalgrind=true -Dbench=false; then
+  run_suite build-valgrind --suite checked
+else status=1; failed=$((failed + 1)); fi
+
+next_step "bounded fuzzing run (tests/checked/fuzz.sh)"
+if [ -f tests/checked/fuzz.sh ]; then
+  if sh tests/checked/fuzz.sh; then passed=$((passed + 1)); else status=1; failed=$((failed + 1)); fi
+else
+  echo "tests/checked/fuzz.sh not present: skipped"
+fi
+
+next_step "release build compiles (build-release)"
 if setup build-release gcc --buildtype=release -Dtests=false; then passed=$((passed + 1)); echo "release build: ok"; else status=1; failed=$((failed + 1)); fi
 
 echo
