@@ -60,6 +60,9 @@ void arena_free(void *ptr)
         struct ar_tcache *e = &ar_tls_heap->cache[c];
         uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
         if (ar_likely(n < e->limit)) {
+            if (ar_unlikely(ptr == (void *)e->head))
+                ar_fatal("libarena: double free of %p (size class %zu)\n", ptr,
+                         ar_class_size(c));
             ar_on_free(a, c, ptr);
             ar_next_set(ptr, e->head);
             e->head = ptr;
@@ -69,8 +72,13 @@ void arena_free(void *ptr)
         ar_free_cache_slow(a, c, ptr);
         return;
     }
-    if (ptr != NULL)
+    if (ptr != NULL) {
+#if ARENA_CHECKED
+        if (ar_meta_contains(ptr))
+            ar_fatal("libarena: invalid free of %p: it points into libarena's metadata\n", ptr);
+#endif
         ar_sys_free(ptr);
+    }
 }
 
 void *arena_calloc(size_t n, size_t size)

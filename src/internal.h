@@ -234,6 +234,7 @@ AR_HIDDEN void *ar_meta_page(void);
 AR_HIDDEN void ar_meta_purge(void *page);
 AR_HIDDEN void ar_meta_unpurge(void *page);
 extern uint64_t ar_meta_bytes;          /* metadata mapped and not purged  */
+AR_HIDDEN bool ar_meta_contains(const void *p); /* checked build: bad frees */
 
 /* options.c */
 enum { AR_PURGE_OFF, AR_PURGE_EAGER, AR_PURGE_THRESHOLD };

@@ -17,6 +17,33 @@
 
 uint64_t ar_meta_bytes;
 
+/* Every chunk, so the checked build can tell a pointer into metadata. */
+#define AR_META_MAX_CHUNKS 4096
+static _Atomic uintptr_t chunks[AR_META_MAX_CHUNKS];
+static _Atomic size_t chunk_sizes[AR_META_MAX_CHUNKS];
+static _Atomic unsigned nchunks;
+
+static void remember(void *m, size_t size)
+{
+    unsigned n = atomic_load_explicit(&nchunks, memory_order_relaxed);
+    if (n >= AR_META_MAX_CHUNKS)
+        return;
+    atomic_store_explicit(&chunk_sizes[n], size, memory_order_relaxed);
+    atomic_store_explicit(&chunks[n], (uintptr_t)m, memory_order_relaxed);
+    atomic_store_explicit(&nchunks, n + 1, memory_order_release);
+}
+
+bool ar_meta_contains(const void *p)
+{
+    unsigned n = atomic_load_explicit(&nchunks, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        uintptr_t base = atomic_load_explicit(&chunks[i], memory_order_relaxed);
+        if ((uintptr_t)p - base < atomic_load_explicit(&chunk_sizes[i], memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
 struct bump {
     char *cur, *end;
 };
@@ -31,6 +58,7 @@ static void *bump_alloc(struct bump *b, size_t size, size_t align)
         if (m == MAP_FAILED)
             return NULL;
         ar_meta_bytes += chunk;
+        remember(m, chunk);
         if (size > AR_META_CHUNK)
             return m;               /* a large piece gets its own mapping */
         b->cur = m;
