@@ -56,7 +56,7 @@ if setup build-clang clang; then passed=$((passed + 1)); echo "clang build: ok";
 
 next_step "core, stress and hardening suites under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)"
 if setup build-asan gcc -Db_sanitize=address,undefined -Db_lundef=false; then
-  ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     run_suite build-asan --suite core --suite stress --suite checked --timeout-multiplier 3
 else status=1; failed=$((failed + 1)); fi
 

@@ -60,10 +60,10 @@ void arena_free(void *ptr)
         struct ar_tcache *e = &ar_tls_heap->cache[c];
         uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
         if (ar_likely(n < e->limit)) {
+            ar_on_free(a, c, ptr);
             if (ar_unlikely(ptr == (void *)e->head))
                 ar_fatal("libarena: double free of %p (size class %zu)\n", ptr,
                          ar_class_size(c));
-            ar_on_free(a, c, ptr);
             ar_next_set(ptr, e->head);
             e->head = ptr;
             atomic_store_explicit(&e->count, n + 1, AR_RELAXED);
