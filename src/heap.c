@@ -38,7 +38,6 @@ struct ar_heap ar_heap_none = { .lists = { NONE32 } };
 AR_TLS struct ar_heap *ar_tls_heap = &ar_heap_none;
 
 static struct ar_heap *all_heaps, *free_heaps;
-static AR_TLS bool tls_exiting;         /* this thread's heap was drained */
 static uint64_t heaps_live, heaps_abandoned;
 static pthread_key_t heap_key;
 static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
@@ -166,7 +165,7 @@ static struct ar_heap *heap_create(void)
         for (unsigned c = 0; c <= AR_NCLASS; c++) {
             h->cache[c].head = NULL;
             atomic_store_explicit(&h->cache[c].count, 0, AR_RELAXED);
-            h->cache[c].limit = c < AR_NCLASS ? cache_limit(c) : 0;
+            h->cache[c].limit = 0;      /* on at the first allocation of c */
         }
         for (unsigned c = 0; c < AR_NCLASS; c++) {
             h->lists[c] = &ar_pool_none;
@@ -232,7 +231,6 @@ static void flush_all(struct ar_heap *h)
 static void heap_exit(void *arg)
 {
     struct ar_heap *h = arg;
-    tls_exiting = true;
     flush_all(h);
     ar_tls_heap = &ar_heap_none;
     pthread_mutex_lock(&ar_lock);
@@ -312,6 +310,12 @@ static void sweep_remote(struct ar_heap *h, unsigned c)
 
 static void *heap_alloc(struct ar_heap *h, unsigned c)
 {
+    /* The thread cache of a class turns on when the thread first allocates
+     * from it.  A thread that only frees blocks of c (a consumer fed by
+     * other threads) gives them straight back to their pools instead of
+     * holding them, where their owners could not reuse them. */
+    if (ar_unlikely(h->cache[c].limit == 0))
+        h->cache[c].limit = cache_limit(c);
     for (;;) {
         struct ar_pool *p = h->lists[c];
         if (p != &ar_pool_none) {
@@ -456,7 +460,8 @@ static void cache_flush(struct ar_heap *h, unsigned c, uint32_t keep)
 }
 
 /* The free fast path could not push on the thread cache: the pool is not
- * in use, the thread has no heap yet, the cache is off, or it is full. */
+ * in use, the thread has no heap, its cache of class c is off (the thread
+ * has not allocated from c, or ARENA_TCACHE=0), or it is full. */
 void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr)
 {
     if (c >= AR_NCLASS)
@@ -464,9 +469,6 @@ void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr)
                  ptr);
     ar_on_free(a, c, ptr);
     struct ar_heap *h = ar_tls_heap;
-    if (h == &ar_heap_none && ar_options.tcache_bytes != 0 && !tls_exiting &&
-        (h = heap_create()) == NULL)
-        h = &ar_heap_none;              /* no heap: straight to the pool */
     struct ar_tcache *e = &h->cache[c];
     if (e->limit == 0) {
         ar_free_to_pool(h, a, ptr);

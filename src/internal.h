@@ -133,7 +133,9 @@ struct ar_arena {
     alignas(64) _Atomic uint8_t cls[AR_POOLS];
     struct ar_pool *pools;              /* 64 descriptors, one page         */
     uintptr_t base;                     /* 256 KiB aligned                  */
-    uint64_t free_mask;                 /* pools held by no heap            */
+    /* Below: written by the arena layer whenever a pool is taken or given
+     * back; kept off the lines that frees from any thread read. */
+    alignas(64) uint64_t free_mask;     /* pools held by no heap            */
     uint64_t dirty_mask;                /* free pools that may be resident  */
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
