@@ -10,9 +10,9 @@
  * A pool that comes back is "dirty" (its pages may be resident) until it
  * is purged.  Purge policy (ARENA_PURGE, backends with AUTO_PURGE only):
  *   eager      purge each pool as it comes back
- *   N          when more than N free pools are dirty, purge the oldest
- *              down to N/2, contiguous pools in one call (default 256,
- *              i.e. at most 1 MiB of free pages stays resident)
+ *   N          when more than max(N, in-use pools / 128) free pools are
+ *              dirty, purge the oldest down to half of that, contiguous
+ *              pools in one call (default 256, i.e. 1 MiB)
  *   off        only arena_release() purges
  * An arena whose 64 pools are all back is empty: up to ARENA_ARENA_CACHE of
  * them are kept, the others are released through the backend.  A backend
@@ -40,6 +40,7 @@ static struct ar_arena *arena_free_descs;   /* recycled descriptors         */
 static struct ar_arena *dirty_list;         /* arenas with dirty free pools */
 
 static unsigned dirty_pools;                /* free pools not purged         */
+static unsigned pools_in_use;               /* held by heaps or orphans      */
 static unsigned empty_arenas;               /* live arenas with nfree == 64  */
 static uint64_t arenas_reserved, arenas_released, arenas_live;
 static uint64_t bytes_peak, reserve_failures;
@@ -166,6 +167,17 @@ static size_t purge_mask(struct ar_arena *a, uint64_t mask)
     return bytes;
 }
 
+/* Dirty free pools allowed: ARENA_PURGE, or 1/128 of the pools in use if
+ * that is more.  A process that holds 1 GiB may keep 8 MiB of free pages
+ * resident, so a workload that frees and reallocates in rounds does not
+ * purge pages it is about to fault in again; once little is in use the
+ * budget is back to ARENA_PURGE (1 MiB by default). */
+static unsigned purge_budget(void)
+{
+    unsigned prop = pools_in_use / 128;
+    return prop > ar_options.purge_threshold ? prop : ar_options.purge_threshold;
+}
+
 /* Purge the oldest dirty pools until at most `keep` are left. */
 static size_t purge_dirty_down_to(unsigned keep)
 {
@@ -280,6 +292,7 @@ struct ar_pool *ar_arena_pool_acquire(void)
         empty_arenas--;
     a->free_mask &= ~bit;
     a->nfree--;
+    pools_in_use++;
     if (a->dirty_mask & bit) {
         a->dirty_mask &= ~bit;
         dirty_pools--;
@@ -302,6 +315,7 @@ void ar_arena_pool_return(struct ar_pool *p)
     a->free_mask |= bit;
     a->dirty_mask |= bit;
     a->nfree++;
+    pools_in_use--;
     dirty_pools++;
     dirty_link(a);
     bucket_insert(a);
@@ -320,8 +334,8 @@ void ar_arena_pool_return(struct ar_pool *p)
         return;
     if (ar_options.purge == AR_PURGE_EAGER)
         purge_mask(a, bit);
-    else if (ar_options.purge == AR_PURGE_THRESHOLD && dirty_pools > ar_options.purge_threshold)
-        purge_dirty_down_to(ar_options.purge_threshold / 2);
+    else if (ar_options.purge == AR_PURGE_THRESHOLD && dirty_pools > purge_budget())
+        purge_dirty_down_to(purge_budget() / 2);
 }
 
 uint64_t ar_arena_bytes_given_back(void)

@@ -6,7 +6,8 @@
  *   ARENA_STATS        1: print the stats report to stderr at exit
  *   ARENA_ARENA_CACHE  empty arenas kept for reuse (default 1)
  *   ARENA_PURGE        off | eager | N: purge free pools of live arenas when
- *                      more than N of them are dirty (default 256 = 1 MiB)
+ *                      more than max(N, in-use pools / 128) of them are
+ *                      dirty (default 256 = 1 MiB)
  *   ARENA_TCACHE       bytes of freed blocks each thread keeps per size
  *                      class for reuse (default 8192; 0 turns it off)
  */
