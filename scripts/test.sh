@@ -42,7 +42,7 @@ setup() {  # setup DIR CC [meson args...]
     CC=$compiler meson setup "$dir" "$@" >"/tmp/libarena-setup-$$.log" 2>&1 ||
       { cat "/tmp/libarena-setup-$$.log"; return 1; }
   fi
-  ninja -C "$dir" >"$dir.ninja.log" 2>&1 || { cat "$dir.ninja.log"; return 1; }
+  ninja -C "$dir" >"$dir/ninja-output.txt" 2>&1 || { cat "$dir/ninja-output.txt"; return 1; }
 }
 
 step=0
