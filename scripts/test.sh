@@ -66,7 +66,7 @@ run_suite build-test --suite core --timeout-multiplier 10 \
 
 next_step "stress suite under ThreadSanitizer (build-tsan)"
 if setup build-tsan clang -Db_sanitize=thread -Db_lundef=false -Dbench=false; then
-  TSAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1 run_suite build-tsan --suite tsan --suite core --timeout-multiplier 3
+  TSAN_OPTIONS=halt_on_error=1:allocator_may_return_null=1 run_suite build-tsan --suite tsan --timeout-multiplier 3
 else status=1; failed=$((failed + 1)); fi
 
 next_step "checked build: misuse is reported (build-checked)"
