@@ -8,15 +8,21 @@
  * list (other threads), which the owner takes over in one exchange when
  * its free list runs dry.
  *
+ * Freed blocks reach a pool when a thread cache is flushed (or at once
+ * when the cache is off).
+ *
  * Pool state machine (owner's view, see docs/design.md):
  *
- *        acquire            last free block taken, nothing to carve
- *   FREE --------> USED ---------------------------------------> FULL
- *    ^              |  ^                                          |
- *    |   used == 0  |  +------------ a block is freed ------------+
- *    +--------------+   (not the current pool; the current one stays)
+ *          acquire          head of the class list (holds one extra count)
+ *   FREE ----------> CURRENT <--------------------------+
+ *    ^                  |  nothing left to hand out      | the list ran dry
+ *    |                  v                                | ahead of it
+ *    |                FULL --- a block comes back ---> USED
+ *    |                                                   |
+ *    +------------- last block back (not the current) ---+
  *
- *   USED/FULL --(owner thread exits, blocks live)--> ORPHAN --(last free)--> FREE
+ *   CURRENT/USED/FULL --(owner thread exits, blocks live)--> ORPHAN
+ *   ORPHAN --(last block back, under the lock)--> FREE
  */
 #include "check.h"
 #include "internal.h"
