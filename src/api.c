@@ -89,8 +89,8 @@ void *arena_calloc(size_t n, size_t size)
         return NULL;
     }
     void *p = arena_alloc(bytes);
-    if (p != NULL && bytes != 0)
-        memset(p, 0, bytes <= AR_SMALL_MAX ? bytes : ar_sys_usable_size(p));
+    if (p != NULL)
+        memset(p, 0, bytes);
     return p;
 }
 

@@ -141,9 +141,8 @@ static void dirty_unlink(struct ar_arena *a)
 }
 
 /* Purge the dirty pools in mask, contiguous runs in one call each. */
-static size_t purge_mask(struct ar_arena *a, uint64_t mask)
+static void purge_mask(struct ar_arena *a, uint64_t mask)
 {
-    size_t bytes = 0;
     mask &= a->dirty_mask;
     while (mask) {
         unsigned first = (unsigned)__builtin_ctzll(mask);
@@ -160,11 +159,9 @@ static size_t purge_mask(struct ar_arena *a, uint64_t mask)
         dirty_pools -= len;
         pools_purged += len;
         bytes_purged += size;
-        bytes += size;
     }
     if (a->dirty_mask == 0)
         dirty_unlink(a);
-    return bytes;
 }
 
 /* Dirty free pools allowed: ARENA_PURGE, or 1/128 of the pools in use if
@@ -179,15 +176,13 @@ static unsigned purge_budget(void)
 }
 
 /* Purge the oldest dirty pools until at most `keep` are left. */
-static size_t purge_dirty_down_to(unsigned keep)
+static void purge_dirty_down_to(unsigned keep)
 {
-    size_t bytes = 0;
     struct ar_arena *a = dirty_list, *next;
     for (; a != NULL && dirty_pools > keep; a = next) {
         next = a->dirty_next;
-        bytes += purge_mask(a, a->dirty_mask);
+        purge_mask(a, a->dirty_mask);
     }
-    return bytes;
 }
 
 /* ---- arenas ----------------------------------------------------------- */
@@ -259,22 +254,18 @@ static bool arena_give_back(struct ar_arena *a)
 
 /* Release empty arenas beyond keep.  For brk, releasing the top one may
  * uncover the next, so go round while something was released. */
-static size_t trim_empty_arenas(unsigned keep)
+static void trim_empty_arenas(unsigned keep)
 {
-    size_t bytes = 0;
     bool progress = true;
     while (empty_arenas > keep && progress) {
         progress = false;
         struct ar_arena *a = buckets[AR_POOLS], *next;
         for (; a != NULL && empty_arenas > keep; a = next) {
             next = a->next;
-            if (arena_give_back(a)) {
-                bytes += AR_ARENA_SIZE;
+            if (arena_give_back(a))
                 progress = true;
-            }
         }
     }
-    return bytes;
 }
 
 struct ar_pool *ar_arena_pool_acquire(void)
@@ -343,11 +334,10 @@ uint64_t ar_arena_bytes_given_back(void)
     return arenas_released * AR_ARENA_SIZE + bytes_purged;
 }
 
-size_t ar_arena_release_all(void)
+void ar_arena_release_all(void)
 {
-    size_t bytes = trim_empty_arenas(0);
-    bytes += purge_dirty_down_to(0);
-    return bytes;
+    trim_empty_arenas(0);
+    purge_dirty_down_to(0);
 }
 
 void ar_arena_counts(struct arena_stats *st)
@@ -363,11 +353,15 @@ void ar_arena_counts(struct arena_stats *st)
     st->pools_total = arenas_live * AR_POOLS;
     st->pools_purged = pools_purged;
     st->bytes_purged = bytes_purged;
-    uint64_t nfree = 0, dirty = 0;
+    /* Counted three ways on purpose, so the report's identity
+     * free = dirty + purged checks the masks against the counters: nfree
+     * is maintained by hand, the other two are read off the masks. */
+    uint64_t nfree = 0, dirty = 0, purged = 0;
     for (unsigned n = 1; n < NBUCKETS; n++)
         for (struct ar_arena *a = buckets[n]; a; a = a->next) {
             nfree += a->nfree;
             dirty += (uint64_t)__builtin_popcountll(a->dirty_mask);
+            purged += (uint64_t)__builtin_popcountll(a->free_mask & ~a->dirty_mask);
         }
     /* Pools held by heaps (or orphaned): classify by their counters.
      * cls is stable under ar_lock; used, state and remote_count are read
@@ -399,7 +393,7 @@ void ar_arena_counts(struct arena_stats *st)
     }
     st->pools_free = nfree;
     st->pools_free_dirty = dirty;
-    st->pools_free_purged = nfree - dirty;
+    st->pools_free_purged = purged;
     st->calls_mmap = ar_syscalls.mmap;
     st->calls_munmap = ar_syscalls.munmap;
     st->calls_brk = ar_syscalls.brk;

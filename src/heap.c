@@ -21,8 +21,8 @@
  * When a thread exits, its heap is drained: remote frees are collected,
  * empty pools go back to their arenas, and pools with live blocks become
  * orphans, whose frees then take the global lock.  The heap descriptor is
- * reused by the next new thread.  After fork() the child turns the heaps of
- * the threads it no longer has into orphans the same way.
+ * reused by the next new thread.  After fork() the child marks the heaps of
+ * the threads it no longer has dead without touching them (fork_child).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -101,7 +101,6 @@ static void full_push(struct ar_heap *h, unsigned c, struct ar_pool *p)
     if (p->next)
         p->next->prev = p;
     h->full[c] = p;
-    p->on_full = 1;
     ar_used_set(p, ar_used_get(p) - AR_FULL_BIAS);
     ar_state_set(p, AR_POOL_FULL);
 }
@@ -115,7 +114,6 @@ static void full_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
-    p->on_full = 0;
     ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
     ar_state_set(p, AR_POOL_USED);
 }
@@ -187,29 +185,37 @@ static struct ar_heap *heap_create(void)
     return h;
 }
 
+/* A pool of an abandoned heap: take in its remote frees and mark its
+ * remote list so later frees take the lock; give it back if nothing in it
+ * is live, otherwise it becomes an orphan.  ar_lock held. */
+static void abandon_pool(struct ar_pool *p)
+{
+    ar_pool_collect(p, AR_REMOTE_ORPHAN);
+    if (ar_state_get(p) == AR_POOL_FULL)
+        ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
+    p->prev = p->next = NULL;
+    if (ar_used_get(p) == 0) {
+        ar_arena_pool_return(p);
+    } else {
+        ar_state_set(p, AR_POOL_ORPHAN);
+        atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
+    }
+}
+
 /* Drain h, whose thread is gone or going.  ar_lock held. */
 static void heap_abandon_locked(struct ar_heap *h)
 {
     for (unsigned c = 0; c < AR_NCLASS; c++) {
-        for (int which = 0; which < 2; which++) {
-            struct ar_pool *p = which == 0 ? h->lists[c] : h->full[c];
-            if (p == h->lists[c] && p != &ar_pool_none)
-                drop_hold(p);
-            while (p != NULL && p != &ar_pool_none) {
-                struct ar_pool *next = p->next;
-                ar_pool_collect(p, AR_REMOTE_ORPHAN);
-                if (p->on_full)
-                    ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
-                p->prev = p->next = NULL;
-                p->on_full = 0;
-                if (ar_used_get(p) == 0) {
-                    ar_arena_pool_return(p);
-                } else {
-                    ar_state_set(p, AR_POOL_ORPHAN);
-                    atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
-                }
-                p = next;
-            }
+        struct ar_pool *p, *next;
+        if (h->lists[c] != &ar_pool_none)
+            drop_hold(h->lists[c]);
+        for (p = h->lists[c]; p != &ar_pool_none && p != NULL; p = next) {
+            next = p->next;
+            abandon_pool(p);
+        }
+        for (p = h->full[c]; p != NULL; p = next) {
+            next = p->next;
+            abandon_pool(p);
         }
         h->lists[c] = &ar_pool_none;
         h->full[c] = NULL;
@@ -299,12 +305,10 @@ static void sweep_remote(struct ar_heap *h, unsigned c)
         if (atomic_load_explicit(&p->remote, AR_RELAXED) == 0 || ar_pool_collect(p, 0) == 0)
             continue;
         full_remove(h, c, p);
-        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none) {
-            ar_state_set(p, AR_POOL_USED);
+        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none)
             pool_give_back(p);
-        } else {
+        else
             list_push_tail(h, c, p);
-        }
     }
 }
 
@@ -342,12 +346,11 @@ static void *heap_alloc(struct ar_heap *h, unsigned c)
         if (p != NULL)
             ar_pool_init(p, c, h);
         pthread_mutex_unlock(&ar_lock);
-        if (p != NULL)
-            ar_on_pool_acquire(ar_pool_base(p));
         if (p == NULL) {
             errno = ENOMEM;
             return NULL;
         }
+        ar_on_pool_acquire(ar_pool_base(p));
         list_push_tail(h, c, p);            /* the list was empty: p is current */
     }
 }
@@ -371,7 +374,7 @@ void *ar_alloc_slow(size_t size)
 void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr)
 {
     unsigned c = p->cls;
-    if (p->on_full) {
+    if (ar_state_get(p) == AR_POOL_FULL) {
         full_remove(h, c, p);
         list_push_tail(h, c, p);
     } else if ((int32_t)ar_used_get(p) < 0 || ar_state_get(p) == AR_POOL_CURRENT) {

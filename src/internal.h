@@ -108,8 +108,8 @@ struct ar_pool {
     uint16_t nblocks;                   /* capacity: 4096 / class size      */
     uint16_t carved;                    /* blocks carved so far (bump)      */
     uint8_t cls;                        /* set under ar_lock at acquire     */
-    _Atomic uint8_t state;              /* AR_POOL_*; owner writes, relaxed */
-    uint8_t on_full;                    /* 1 while on the heap's full list  */
+    _Atomic uint8_t state;              /* AR_POOL_*; owner writes, relaxed;
+                                           FULL <=> on the heap's full list */
     _Atomic uint32_t remote_count;      /* blocks on the remote list        */
     _Atomic(struct ar_heap *) owner;    /* NULL when FREE or ORPHAN         */
     _Atomic uintptr_t remote;           /* remote-free list | ORPHAN bit    */
@@ -194,6 +194,13 @@ struct ar_heap {
     bool live;
 };
 
+/* The metadata sizes quoted in docs/design.md ("Metadata and its
+ * overhead"); change both together. */
+#if !ARENA_CHECKED
+_Static_assert(sizeof(struct ar_arena) == 192, "arena header size in docs/design.md");
+#endif
+_Static_assert(sizeof(struct ar_heap) == 1448, "thread heap size in docs/design.md");
+
 /* The empty list head and the heap of a thread that has not allocated yet:
  * both make the fast path fail into the slow path without a NULL test. */
 extern struct ar_pool ar_pool_none;
@@ -256,7 +263,7 @@ AR_HIDDEN void ar_init_slow(void);      /* first use: options, backend     */
 extern _Atomic bool ar_started;
 AR_HIDDEN struct ar_pool *ar_arena_pool_acquire(void);
 AR_HIDDEN void ar_arena_pool_return(struct ar_pool *p);
-AR_HIDDEN size_t ar_arena_release_all(void);
+AR_HIDDEN void ar_arena_release_all(void);
 AR_HIDDEN uint64_t ar_arena_bytes_given_back(void); /* ever: released + purged */
 AR_HIDDEN void ar_arena_counts(struct arena_stats *st);
 

@@ -40,7 +40,6 @@ void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h)
     p->nblocks = (uint16_t)(AR_POOL_SIZE / ar_class_size(cls));
     p->carved = 0;
     ar_state_set(p, AR_POOL_USED);
-    p->on_full = 0;
     p->prev = p->next = NULL;
     atomic_store_explicit(&p->remote, 0, AR_RELAXED);
     atomic_store_explicit(&p->remote_count, 0, AR_RELAXED);

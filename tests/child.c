@@ -2,6 +2,7 @@
 #include "child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,9 +147,28 @@ int test_under_valgrind(void)
 #define TEST_SANITIZED 0
 #endif
 
+uint64_t test_rss_bytes(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    CHECKF(fd >= 0, "open /proc/self/statm: %s", strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    CHECKF(n > 0, "read /proc/self/statm failed");
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    CHECKF(sscanf(buf, "%llu %llu", &size, &resident) == 2, "bad /proc/self/statm: %s", buf);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int test_instrumented(void)
+{
+    return TEST_SANITIZED || test_under_valgrind();
+}
+
 uint64_t test_count(const char *name, uint64_t def, uint64_t def_slow)
 {
-    return test_env_u64(name, TEST_SANITIZED || test_under_valgrind() ? def_slow : def);
+    return test_env_u64(name, test_instrumented() ? def_slow : def);
 }
 
 static inline uint64_t mix64(uint64_t x)

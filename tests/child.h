@@ -78,6 +78,14 @@ uint64_t test_env_u64(const char *name, uint64_t def);
  * LD_PRELOAD): long loops use a smaller default count then. */
 int test_under_valgrind(void);
 
+/* Resident memory of this process in bytes, from /proc/self/statm (read
+ * with open/read/sscanf: no allocation).  Only for use in a child. */
+uint64_t test_rss_bytes(void);
+
+/* True in an ASan or TSan build or under valgrind: the tool's own memory
+ * and speed make resident-memory figures and long loops meaningless. */
+int test_instrumented(void);
+
 /* The workload size: environment variable name when set, else def, or
  * def_slow under valgrind or in a sanitizer build (ASan, TSan). */
 uint64_t test_count(const char *name, uint64_t def, uint64_t def_slow);

@@ -10,7 +10,6 @@
  * Each runs in a fresh child; figures are compared with the burst's own
  * growth, so the test program's own memory cancels.
  */
-#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,22 +28,6 @@
 #define BLOCK 48u
 #define NBLOCKS (BURST_BYTES / BLOCK)
 #define MIB ((size_t)1 << 20)
-
-static size_t rss_bytes(void)
-{
-    char buf[128];
-    /* open/read, not stdio: stdio would allocate from the system heap. */
-    int fd = open("/proc/self/statm", O_RDONLY);
-    CHECK(fd >= 0);
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    CHECK(n > 0);
-    buf[n] = '\0';
-    char *end;
-    (void)strtoul(buf, &end, 10);               /* total size */
-    unsigned long resident = strtoul(end, NULL, 10);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
 
 /* The pointer table comes straight from mmap and is touched before the
  * first reading, so it is part of the baseline. */
@@ -67,20 +50,20 @@ struct burst {
 static struct burst run_burst(void **t, int (*keep)(size_t i))
 {
     struct burst b;
-    b.before = rss_bytes();
+    b.before = (size_t)test_rss_bytes();
     for (size_t i = 0; i < NBLOCKS; i++) {
         t[i] = arena_alloc(BLOCK);
         CHECK(t[i] != NULL);
         ((volatile char *)t[i])[0] = (char)i;
         ((volatile char *)t[i])[BLOCK - 1] = (char)i;
     }
-    b.peak = rss_bytes();
+    b.peak = (size_t)test_rss_bytes();
     for (size_t i = 0; i < NBLOCKS; i++)
         if (!keep(i)) {
             arena_free(t[i]);
             t[i] = NULL;
         }
-    b.after = rss_bytes();
+    b.after = (size_t)test_rss_bytes();
     return b;
 }
 
@@ -161,14 +144,7 @@ static void child_brk_top_pins(void *arg)
  * process's RSS say nothing about libarena's: skip there. */
 static int rss_meaningful(void)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return 0;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    return 0;
-#endif
-#endif
-    return !test_under_valgrind();
+    return !test_instrumented();
 }
 
 static void test_mmap_burst(void **state)

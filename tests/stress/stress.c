@@ -119,18 +119,41 @@ void stress_check_monotonic(const struct arena_stats *a, const struct arena_stat
 #undef GROWS
 }
 
-uint64_t stress_rss(void)
+void mailbox_init(struct mailbox *mb, struct blk *items, size_t cap)
 {
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    CHECKF(fd >= 0, "open /proc/self/statm: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    CHECKF(n > 0, "read /proc/self/statm failed");
-    buf[n] = '\0';
-    unsigned long long size, resident;
-    CHECKF(sscanf(buf, "%llu %llu", &size, &resident) == 2, "bad /proc/self/statm: %s", buf);
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    CHECK(pthread_mutex_init(&mb->lock, NULL) == 0);
+    mb->n = 0;
+    mb->cap = cap;
+    mb->items = items;
+}
+
+void mailbox_destroy(struct mailbox *mb)
+{
+    pthread_mutex_destroy(&mb->lock);
+}
+
+int mailbox_put(struct mailbox *mb, struct blk b)
+{
+    int put = 0;
+    pthread_mutex_lock(&mb->lock);
+    if (mb->n < mb->cap) {
+        mb->items[mb->n++] = b;
+        put = 1;
+    }
+    pthread_mutex_unlock(&mb->lock);
+    return put;
+}
+
+size_t mailbox_free_all(struct mailbox *mb, struct blk *scratch)
+{
+    pthread_mutex_lock(&mb->lock);
+    size_t n = mb->n;
+    memcpy(scratch, mb->items, n * sizeof(mb->items[0]));
+    mb->n = 0;
+    pthread_mutex_unlock(&mb->lock);
+    for (size_t i = 0; i < n; i++)
+        blk_free(scratch[i]);
+    return n;
 }
 
 double stress_now(void)

@@ -91,6 +91,21 @@ void blk_verify(struct blk b);
 #define SCHECK_LE(a, b) SCHECK_OP(a, <=, b)
 #define SCHECK_GE(a, b) SCHECK_OP(a, >=, b)
 
+/* A mailbox: blocks one thread hands to another, under a mutex.  items
+ * has room for cap blocks. */
+struct mailbox {
+    pthread_mutex_t lock;
+    size_t n, cap;
+    struct blk *items;
+};
+void mailbox_init(struct mailbox *mb, struct blk *items, size_t cap);
+void mailbox_destroy(struct mailbox *mb);
+/* Put b in mb; 0 when mb is full (b stays the caller's). */
+int mailbox_put(struct mailbox *mb, struct blk b);
+/* Take every block out of mb (into scratch, room for mb->cap blocks),
+ * verify and free each; returns how many. */
+size_t mailbox_free_all(struct mailbox *mb, struct blk *scratch);
+
 /* Check every identity of include/arena.h that holds for one snapshot,
  * even one taken while other threads allocate (the pool counts come from
  * one walk under the lock).  `when` labels the failure message. */
@@ -99,8 +114,6 @@ void stress_check_identities(const struct arena_stats *s, const char *when);
 /* Check that counters that only grow did not go down between a and b. */
 void stress_check_monotonic(const struct arena_stats *a, const struct arena_stats *b);
 
-/* Resident memory of this process in bytes (/proc/self/statm). */
-uint64_t stress_rss(void);
 
 /* Seconds since some fixed point (CLOCK_MONOTONIC), for progress lines. */
 double stress_now(void);

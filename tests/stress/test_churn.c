@@ -168,7 +168,7 @@ static void *short_main(void *arg)
 static void run_churn(void *arg)
 {
     (void)arg;
-    uint64_t rss0 = stress_rss();
+    uint64_t rss0 = test_rss_bytes();
     uint64_t n = stress_count("CHURN_THREADS", 10000, 5, 2);
     child_note("  %" PRIu64 " short-lived threads, %d at a time; resident at start %" PRIu64
                " KiB", n, WINDOW, rss0 / 1024);
@@ -250,7 +250,7 @@ static void run_churn(void *arg)
     SCHECK_EQ(s.arenas_live, 0);
     SCHECK_EQ(s.bytes_mapped, 0);
 
-    uint64_t rss1 = stress_rss();
+    uint64_t rss1 = test_rss_bytes();
     int64_t grew = (int64_t)rss1 - (int64_t)rss0;
     child_note("  %" PRIu64 " blocks allocated; peak heaps %" PRIu64 ", peak mapped %" PRIu64
                " KiB; resident %" PRIu64 " KiB at start, %" PRIu64 " KiB at the end (%+" PRId64

@@ -43,12 +43,6 @@
 #define CHILD_K    4000         /* blocks a child allocates                */
 #define MAIN_ID    NWORKERS     /* tag owner number of the main thread     */
 
-struct mailbox {
-    pthread_mutex_t lock;
-    struct blk items[MAILBOX];
-    size_t n;
-};
-
 struct worker {
     unsigned id;
     uint64_t rng, serial;
@@ -61,33 +55,18 @@ struct worker {
 static struct blk published[NWORKERS + 1][NPUB];
 static struct worker workers[NWORKERS];
 static struct mailbox mailboxes[NWORKERS];
+static struct blk mailbox_items[NWORKERS][MAILBOX];
 static atomic_int stop;
 static pthread_barrier_t ready, finished;
 
 static void drain(struct worker *w)
 {
-    struct mailbox *mb = &mailboxes[w->id];
-    pthread_mutex_lock(&mb->lock);
-    size_t n = mb->n;
-    memcpy(w->drained, mb->items, n * sizeof(mb->items[0]));
-    mb->n = 0;
-    pthread_mutex_unlock(&mb->lock);
-    for (size_t i = 0; i < n; i++)
-        blk_free(w->drained[i]);
-    w->frees += n;
+    w->frees += mailbox_free_all(&mailboxes[w->id], w->drained);
 }
 
 static void send_next(struct worker *w, struct blk b)
 {
-    struct mailbox *mb = &mailboxes[(w->id + 1) % NWORKERS];
-    int put = 0;
-    pthread_mutex_lock(&mb->lock);
-    if (mb->n < MAILBOX) {
-        mb->items[mb->n++] = b;
-        put = 1;
-    }
-    pthread_mutex_unlock(&mb->lock);
-    if (!put) {
+    if (!mailbox_put(&mailboxes[(w->id + 1) % NWORKERS], b)) {
         blk_free(b);
         w->frees++;
     }
@@ -304,7 +283,7 @@ static void run_fork(void *arg)
     CHECK(pthread_barrier_init(&finished, NULL, NWORKERS) == 0);
     pthread_t tid[NWORKERS];
     for (unsigned t = 0; t < NWORKERS; t++)
-        CHECK(pthread_mutex_init(&mailboxes[t].lock, NULL) == 0);
+        mailbox_init(&mailboxes[t], mailbox_items[t], MAILBOX);
     for (unsigned t = 0; t < NWORKERS; t++) {
         workers[t].id = t;
         workers[t].rng = 0xABCDEF12345ULL * (t + 1);
@@ -326,7 +305,7 @@ static void run_fork(void *arg)
     for (unsigned t = 0; t < NWORKERS; t++) {
         allocs += workers[t].allocs;
         frees += workers[t].frees;
-        pthread_mutex_destroy(&mailboxes[t].lock);
+        mailbox_destroy(&mailboxes[t]);
     }
     CHECK_EQ(allocs, frees);
     for (unsigned t = 0; t <= NWORKERS; t++)

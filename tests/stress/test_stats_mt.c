@@ -37,12 +37,6 @@
 #define MAX_BURST 20000         /* 20000 blocks of up to 512 B: many arenas */
 #define MAILBOX   4096
 
-struct mailbox {
-    pthread_mutex_t lock;
-    struct blk items[MAILBOX];
-    size_t n;
-};
-
 struct worker {
     unsigned id;
     uint64_t bursts;
@@ -54,20 +48,13 @@ struct worker {
 
 static struct worker workers[NWORKERS];
 static struct mailbox mailboxes[NWORKERS];
+static struct blk mailbox_items[NWORKERS][MAILBOX];
 static pthread_barrier_t finished;
 static atomic_uint running;
 
 static void drain(struct worker *w)
 {
-    struct mailbox *mb = &mailboxes[w->id];
-    pthread_mutex_lock(&mb->lock);
-    size_t n = mb->n;
-    memcpy(w->drained, mb->items, n * sizeof(mb->items[0]));
-    mb->n = 0;
-    pthread_mutex_unlock(&mb->lock);
-    for (size_t i = 0; i < n; i++)
-        blk_free(w->drained[i]);
-    w->frees += n;
+    w->frees += mailbox_free_all(&mailboxes[w->id], w->drained);
 }
 
 static void *worker_main(void *arg)
@@ -90,16 +77,7 @@ static void *worker_main(void *arg)
             size_t i = (size_t)(test_rand(&w->rng) % n);
             struct blk blk = w->blocks[i];
             w->blocks[i] = w->blocks[--n];
-            int put = 0;
-            if (test_rand(&w->rng) % 4 == 0) {
-                pthread_mutex_lock(&next->lock);
-                if (next->n < MAILBOX) {
-                    next->items[next->n++] = blk;
-                    put = 1;
-                }
-                pthread_mutex_unlock(&next->lock);
-            }
-            if (!put) {
+            if (test_rand(&w->rng) % 4 != 0 || !mailbox_put(next, blk)) {
                 blk_free(blk);
                 w->frees++;
             }
@@ -141,7 +119,7 @@ static void run_stats(void *arg)
     pthread_t tid[NWORKERS];
     atomic_store(&running, NWORKERS);
     for (unsigned t = 0; t < NWORKERS; t++)
-        CHECK(pthread_mutex_init(&mailboxes[t].lock, NULL) == 0);
+        mailbox_init(&mailboxes[t], mailbox_items[t], MAILBOX);
     for (unsigned t = 0; t < NWORKERS; t++) {
         struct worker *w = &workers[t];
         w->id = t;
@@ -182,7 +160,7 @@ static void run_stats(void *arg)
         allocs += workers[t].allocs;
         frees += workers[t].frees;
         free(workers[t].blocks);
-        pthread_mutex_destroy(&mailboxes[t].lock);
+        mailbox_destroy(&mailboxes[t]);
     }
     pthread_barrier_destroy(&finished);
     CHECK_EQ(allocs, frees);
