@@ -46,6 +46,15 @@ ARENA_API size_t arena_usable_size(const void *p);     /* NULL -> 0             
  * pools.  Returns the number of bytes given back.  (libarena's malloc_trim.) */
 ARENA_API size_t arena_release(void);
 
+/* The background purger (off by default): a thread that gives back memory
+ * that stayed free for delay_ms, so an idle process returns what it held.
+ * Returns 0, EINVAL for delay_ms 0, or EAGAIN if the thread cannot start;
+ * a second call changes the delay.  ARENA_PURGER=1 starts it when the
+ * library is loaded (delay ARENA_PURGE_DELAY_MS, default 1000).  A child
+ * of fork() has no purger until it starts one. */
+ARENA_API int arena_purger_start(unsigned delay_ms);
+ARENA_API void arena_purger_stop(void);
+
 /* Choose where arenas come from: "mmap" (default) or "brk" (the legacy
  * break-based backend, kept to show the old failure).  Must be called before
  * the first allocation.  Returns 0, EINVAL for an unknown name, or EBUSY once
@@ -98,6 +107,14 @@ struct arena_stats {
 
     uint64_t heaps_live;                /* thread heaps in use                */
     uint64_t heaps_abandoned;           /* heaps whose thread exited, ever    */
+    uint64_t heaps_reused;              /* dead heaps a new thread took, ever */
+    uint64_t heaps_adopted;             /* dead heaps merged into a live one  */
+    uint64_t pools_borrowed;            /* pools a heap took from another
+                                           heap's arena when no arena could
+                                           be reserved, ever                 */
+    uint64_t locks_global;              /* times allocation took the global
+                                           lock (arenas in or out, heaps
+                                           made, reused, adopted or ended)   */
 };
 
 ARENA_API void arena_get_stats(struct arena_stats *out);

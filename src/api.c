@@ -1,84 +1,144 @@
 /*
- * The public entry points.
+ * The public entry points, and process start-up.
  *
- * arena_alloc (small): size -> class by a shift, the thread's heap from an
- * initial-exec TLS slot, then pop the thread cache of that class, or else
- * the current pool's free list.  One test per level sends everything else
- * (size 0, large sizes, both empty, a thread without a heap yet) to the
+ * arena_alloc (small): the map index m = (size + 15) >> 4 (1..32, and 0
+ * for size 0), the thread's heap from an initial-exec TLS slot, then pop
+ * the thread cache's stack for m.  The cache's empty end holds NULL, and
+ * so does the one slot that a thread without a heap points at, so a single
+ * test sends every other case (empty cache, size 0, no heap yet) to the
  * out-of-line slow path.
  *
- * arena_free: the registry says whether the block is ours and in which
- * arena (two loads, no read of the block's neighbourhood); the arena's
- * class map gives its size class; the block goes on the thread cache of
- * that class.  A full cache (or a pool that is not in use, or a thread
- * whose cache is off) is the one rare case, handled out of line: the
- * cache gives half of its blocks back to their pools there.
+ * arena_free: the registry gives the block's map index with two dependent
+ * loads and no read of the block's neighbourhood: class + 1 for a pool a
+ * thread cache may take, 0 for NULL, foreign pointers, free pools and user
+ * heaps.  Index 0's cache has no room, so one test ("room left?") sends
+ * all of those, and a full cache, to the slow path.  The block is pushed
+ * on the stack unless it is already its top (an immediate double free).
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "check.h"
 #include "internal.h"
 
-/* Second level: the thread cache was empty; pop the current pool. */
-static AR_NOINLINE void *alloc_from_pool(struct ar_heap *h, size_t size)
+_Atomic bool ar_started;
+
+static void print_stats_at_exit(void)
 {
-    struct ar_pool *p = h->lists[(size - 1) >> AR_QUANTUM_SHIFT];
-    struct ar_block *b = p->free;
-    if (ar_likely(b != NULL)) {
-        p->free = ar_next_get(b);
-        ar_used_set(p, ar_used_get(p) + 1);
-        ar_on_alloc(p, b);
-        return b;
+    arena_print_stats(stderr);
+}
+
+/* First use: options, the secret for free-list links, the backend. */
+void ar_start(void)
+{
+    ar_heap_start();
+    bool first = false;
+    int bad = 0;
+    pthread_mutex_lock(&ar_lock);
+    if (!atomic_load_explicit(&ar_started, memory_order_relaxed)) {
+        ar_options_read();
+        ar_pool_secret_init();
+        bad = ar_arena_start();
+        atomic_store_explicit(&ar_started, true, memory_order_release);
+        first = true;
     }
-    return ar_alloc_slow(size);
+    pthread_mutex_unlock(&ar_lock);
+    if (!first)
+        return;
+    /* Outside the lock: these may allocate, and so come back to us. */
+    if (bad)
+        fprintf(stderr, "libarena: ARENA_BACKEND=%s is not mmap or brk; using %s\n",
+                ar_options.backend, ar_arena_backend_name());
+    if (ar_options.print_stats)
+        atexit(print_stats_at_exit);
+}
+
+/* The purger is started when the library is loaded, not by an allocation:
+ * a malloc replacement may be called before the C library can start
+ * threads. */
+__attribute__((constructor)) static void api_library_init(void)
+{
+    ar_purger_from_options();
+}
+
+static AR_NOINLINE void *alloc_slow(size_t size)
+{
+    if (size > AR_SMALL_MAX)
+        return ar_sys_malloc(size);
+    if (ar_unlikely(!atomic_load_explicit(&ar_started, memory_order_acquire)))
+        ar_start();
+    struct ar_heap *h = ar_tls_heap;
+    if (h == &ar_heap_none || size == 0) {
+        if (h == &ar_heap_none && ar_heap_get() == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* Taking a heap may allocate, and size 0 is a 16-byte block: go
+         * through the fast path again. */
+        return arena_alloc(size == 0 ? 1 : size);
+    }
+    return ar_heap_refill(h, ar_class_of(size));
 }
 
 void *arena_alloc(size_t size)
 {
-    if (ar_likely(size - 1 < AR_SMALL_MAX)) {
+    if (ar_likely(size <= AR_SMALL_MAX)) {
         struct ar_heap *h = ar_tls_heap;
-        struct ar_tcache *e = &h->cache[(size - 1) >> AR_QUANTUM_SHIFT];
-        struct ar_block *b = e->head;
+        size_t m = (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT;
+        void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+        void *b = *t;
         if (ar_likely(b != NULL)) {
-            e->head = ar_next_get(b);
-            atomic_store_explicit(&e->count, atomic_load_explicit(&e->count, AR_RELAXED) - 1,
-                                  AR_RELAXED);
-            ar_on_alloc_cached(b, (unsigned)((size - 1) >> AR_QUANTUM_SHIFT));
+            ar_reload(m);
+            atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
+            ar_on_alloc(b, (unsigned)m - 1);
             return b;
         }
-        return alloc_from_pool(h, size);
     }
-    return ar_alloc_slow(size);
+    return alloc_slow(size);
 }
 
-void arena_free(void *ptr)
+static AR_NOINLINE void free_slow(void *ptr, size_t m)
 {
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (ar_likely(a != NULL)) {
-        unsigned c = atomic_load_explicit(&a->cls[ar_pool_index_of(ptr)], AR_RELAXED);
-        struct ar_tcache *e = &ar_tls_heap->cache[c];
-        uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
-        if (ar_likely(n < e->limit)) {
-            ar_on_free(a, c, ptr);
-            if (ar_unlikely(ptr == (void *)e->head))
-                ar_fatal("libarena: double free of %p (size class %zu)\n", ptr,
-                         ar_class_size(c));
-            ar_next_set(ptr, e->head);
-            e->head = ptr;
-            atomic_store_explicit(&e->count, n + 1, AR_RELAXED);
-            return;
-        }
-        ar_free_cache_slow(a, c, ptr);
+    if (m != 0) {
+        ar_heap_free_full(ar_tls_heap, (unsigned)m, ptr);
         return;
     }
-    if (ptr != NULL) {
+    if (ptr == NULL)
+        return;
+    struct ar_arena *a = ar_registry_arena(ptr);
+    if (a == NULL) {
 #if ARENA_CHECKED
         if (ar_meta_contains(ptr))
             ar_fatal("libarena: invalid free of %p: it points into libarena's metadata\n", ptr);
 #endif
         ar_sys_free(ptr);
+        return;
     }
+    ar_heap_free_block(ar_tls_heap, a, ptr);
+}
+
+void arena_free(void *ptr)
+{
+#if ARENA_CHECKED
+    if ((uintptr_t)ptr >> 47 != 0)
+        ar_fatal("libarena: invalid free of %p: not a block of libarena\n", ptr);
+#endif
+    size_t m = ar_registry_map(ptr);
+    struct ar_heap *h = ar_tls_heap;
+    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    if (ar_likely(t != h->room[m])) {
+        if (ar_unlikely(ptr == *t))
+            ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
+        ar_on_free(ptr, (unsigned)m - 1);
+        t[-1] = ptr;
+        ar_reload(m);
+        atomic_store_explicit(&h->top[m], t - 1, AR_RELAXED);
+        return;
+    }
+    free_slow(ptr, m);
 }
 
 void *arena_calloc(size_t n, size_t size)
@@ -94,46 +154,62 @@ void *arena_calloc(size_t n, size_t size)
     return p;
 }
 
-/* The size class of a block of ours, or AR_CLS_NONE. */
-static unsigned class_of_block(struct ar_arena *a, const void *ptr)
+/* The size class of a block of ours (any heap), or -1 if ptr is in one of
+ * our arenas but not an allocated block's pool. */
+static int class_of_block(const void *ptr, size_t m)
 {
-    return atomic_load_explicit(&a->cls[ar_pool_index_of(ptr)], AR_RELAXED);
+    if (m != 0)
+        return (int)m - 1;
+    struct ar_arena *a = ar_registry_arena(ptr);
+    struct ar_pool *p = ar_pool_of(a, ptr);
+    return ar_state_get(p) == AR_POOL_FREE ? -1 : p->cls;
 }
 
 size_t arena_usable_size(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (a == NULL)
+    size_t m = ar_registry_map(ptr);
+    if (m == 0 && ar_registry_arena(ptr) == NULL)
         return ar_sys_usable_size((void *)ptr);
-    unsigned c = class_of_block(a, ptr);
-    return c < AR_NCLASS ? ar_class_size(c) : 0;
+    int c = class_of_block(ptr, m);
+    return c < 0 ? 0 : ar_class_size((unsigned)c);
 }
 
+/* realloc, in place where it can be:
+ *   small -> small: the block stays when the new size fits its class and
+ *     uses more than half of it (a shrink to less than half moves, so the
+ *     bytes go back);
+ *   large -> large: the system allocator's realloc, which grows in place
+ *     or moves without our copy;
+ *   large -> small: the block stays when the new size fits its usable
+ *     size and is at least half of it (at most half wasted); otherwise it
+ *     moves into a pool;
+ *   small -> large: a new large block, copied.
+ * On failure NULL is returned with errno = ENOMEM and ptr is untouched. */
 void *arena_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return arena_alloc(size);
-    struct ar_arena *a = ar_registry_lookup(ptr);
-    if (a == NULL) {
+    size_t m = ar_registry_map(ptr);
+    size_t old;
+    if (m != 0 || ar_registry_arena(ptr) != NULL) {
+        int c = class_of_block(ptr, m);
+        if (c < 0)
+            ar_fatal("libarena: invalid realloc of %p: not an allocated block\n", ptr);
+        old = ar_class_size((unsigned)c);
+        if (size <= old && size > old / 2)
+            return ptr;
+    } else {
         if (size > AR_SMALL_MAX)
             return ar_sys_realloc(ptr, size);
-        /* large -> small: move into a pool */
-        void *q = arena_alloc(size);
-        if (q == NULL)
-            return NULL;
-        memcpy(q, ptr, size);
-        ar_sys_free(ptr);
-        return q;
+        old = ar_sys_usable_size(ptr);
+        if (size <= old && size >= old / 2)
+            return ptr;
     }
-    unsigned cls = class_of_block(a, ptr);
-    if (cls < AR_NCLASS && size <= AR_SMALL_MAX && ar_class_of(size) == cls)
-        return ptr;                     /* same class: nothing to do */
     void *q = arena_alloc(size);
     if (q == NULL)
-        return NULL;                    /* ptr is left untouched */
-    size_t old = cls < AR_NCLASS ? ar_class_size(cls) : 0;
+        return NULL;
     memcpy(q, ptr, old < size ? old : size);
     arena_free(ptr);
     return q;
@@ -141,15 +217,19 @@ void *arena_realloc(void *ptr, size_t size)
 
 size_t arena_release(void)
 {
-    /* Handing back the thread's pools can itself release an arena or purge
-     * a pool: count everything given back between the two readings. */
-    pthread_mutex_lock(&ar_lock);
+    if (!atomic_load_explicit(&ar_started, memory_order_acquire))
+        return 0;
     uint64_t before = ar_arena_bytes_given_back();
-    pthread_mutex_unlock(&ar_lock);
-    ar_heap_release_empty(ar_tls_heap);
-    pthread_mutex_lock(&ar_lock);
-    ar_arena_release_all();
-    uint64_t after = ar_arena_bytes_given_back();
-    pthread_mutex_unlock(&ar_lock);
-    return (size_t)(after - before);
+    ar_heap_release(ar_tls_heap);
+    ar_heaps_give_back();
+    return (size_t)(ar_arena_bytes_given_back() - before);
+}
+
+int arena_set_backend(const char *name)
+{
+    if (name != NULL && strcmp(name, "mmap") == 0)
+        return ar_backend_use(&ar_backend_mmap);
+    if (name != NULL && strcmp(name, "brk") == 0)
+        return ar_backend_use(&ar_backend_brk);
+    return EINVAL;
 }

@@ -1,23 +1,29 @@
 /*
  * Arenas: where pools come from and where they go back.
  *
- * Everything here runs with ar_lock held.  Usable arenas sit in buckets by
- * their number of free pools (1..64); a new pool is taken from the arena
- * with the fewest free pools, so lightly used arenas drain and can be given
- * back.  A bitmap of non-empty buckets makes the choice O(1), and moving an
- * arena between buckets is O(1).
+ * Two parts:
  *
- * A pool that comes back is "dirty" (its pages may be resident) until it
- * is purged.  Purge policy (ARENA_PURGE, backends with AUTO_PURGE only):
- *   eager      purge each pool as it comes back
- *   N          when more than max(N, in-use pools / 128) free pools are
- *              dirty, purge the oldest down to half of that, contiguous
- *              pools in one call (default 256, i.e. 1 MiB)
- *   off        only arena_release() purges
- * An arena whose 64 pools are all back is empty: up to ARENA_ARENA_CACHE of
- * them are kept, the others are released through the backend.  A backend
- * without RELEASE_ANY (brk) may refuse; the arena then stays, empty, for
- * reuse, and is tried again when another arena is released.
+ *  - A heap's arena set (struct ar_arenas).  Each heap owns the arenas it
+ *    takes pools from.  Usable arenas sit in buckets by their number of free
+ *    pools; a new pool comes from the arena with the fewest (fullest first),
+ *    so lightly used arenas drain and can be given back.  The set has its
+ *    own lock, taken when a pool is taken or returned (slow paths), so
+ *    threads exchange pools with their arenas without any process-wide
+ *    lock.  The purger, stats and fork take the same lock from outside.
+ *
+ *  - The process-wide part (`world`, under ar_lock): the backend, the
+ *    cache of empty arenas held by no heap, and the counters.  A heap comes
+ *    here only to get a whole arena or to hand one back.
+ *
+ * What is kept and what is given back (docs/design.md, "Hold and purge
+ * policy"): a pool that comes back is dirty (its pages may be resident).
+ * A heap keeps up to a budget of dirty free pools, max(ARENA_PURGE_MIN,
+ * what recent reuse justified: hold.c), purging the oldest beyond it, and
+ * keeps an empty arena only while its dirty pools fit the budget.  The
+ * world keeps up to max(1, learned) empty arenas and releases the rest.
+ * Fixed settings (ARENA_PURGE=N, ARENA_ARENA_CACHE=N, eager, off) replace
+ * the learned parts.  Lock order: ar_lock, then one set's lock; a set's
+ * lock is never held while taking ar_lock, and never two at once.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,22 +35,23 @@
 #include "internal.h"
 
 pthread_mutex_t ar_lock = PTHREAD_MUTEX_INITIALIZER;
-_Atomic bool ar_started;
 
-static const struct ar_backend *backend = &ar_backend_mmap;
+/* The process-wide part.  Everything here is under ar_lock, except the
+ * purge counters, which purges update under their set's lock. */
+static struct {
+    const struct ar_backend *backend;
+    struct ar_arena *cache;             /* empty arenas held by no heap, newest first */
+    unsigned cached;
+    struct ar_arena *free_descs;        /* headers of released arenas, for reuse */
+    struct ar_arenas *sets;             /* every heap's set                     */
+    struct ar_hold hold;                /* empty arenas worth keeping (auto)    */
+    uint64_t reserved, released, live, peak_bytes, failures;
+    uint64_t locks;                     /* ar_lock taken to get or give an arena */
+    uint64_t borrowed;                  /* pools taken from another heap's set */
+    _Atomic uint64_t pools_purged, bytes_purged;
+} world = { .backend = &ar_backend_mmap };
 
-#define NBUCKETS (AR_POOLS + 1)
-static struct ar_arena *buckets[NBUCKETS];
-static uint64_t bucket_bits[2];             /* bit n: buckets[n] non-empty */
-static struct ar_arena *arena_free_descs;   /* recycled descriptors         */
-static struct ar_arena *dirty_list;         /* arenas with dirty free pools */
-
-static unsigned dirty_pools;                /* free pools not purged         */
-static unsigned pools_in_use;               /* held by heaps or orphans      */
-static unsigned empty_arenas;               /* live arenas with nfree == 64  */
-static uint64_t arenas_reserved, arenas_released, arenas_live;
-static uint64_t bytes_peak, reserve_failures;
-static uint64_t pools_purged, bytes_purged;
+#define ALL_POOLS (~(uint64_t)0)
 
 /* ---- selection of the backend ----------------------------------------- */
 
@@ -55,77 +62,120 @@ int ar_backend_use(const struct ar_backend *b)
     if (atomic_load(&ar_started))
         rc = EBUSY;
     else
-        backend = b;
+        world.backend = b;
     pthread_mutex_unlock(&ar_lock);
     return rc;
 }
 
-int arena_set_backend(const char *name)
+/* First use, ar_lock held: ARENA_BACKEND, unless a backend was chosen by
+ * call.  Returns -1 if the variable names no backend. */
+int ar_arena_start(void)
 {
-    if (name != NULL && strcmp(name, "mmap") == 0)
-        return ar_backend_use(&ar_backend_mmap);
-    if (name != NULL && strcmp(name, "brk") == 0)
-        return ar_backend_use(&ar_backend_brk);
-    return EINVAL;
+    const char *name = ar_options.backend;
+    if (name == NULL || world.backend != &ar_backend_mmap)
+        return 0;
+    if (strcmp(name, "brk") == 0)
+        world.backend = &ar_backend_brk;
+    else if (strcmp(name, "mmap") != 0)
+        return -1;
+    return 0;
 }
 
-/* ---- buckets ---------------------------------------------------------- */
+const char *ar_arena_backend_name(void)
+{
+    return world.backend->name;
+}
 
-static void bucket_insert(struct ar_arena *a)
+/* ---- policy ----------------------------------------------------------- */
+
+static bool auto_purge(void)
+{
+    return (world.backend->flags & AR_BACKEND_AUTO_PURGE) != 0;
+}
+
+/* Dirty free pools a set may keep. */
+static unsigned dirty_budget(struct ar_arenas *s)
+{
+    if (!auto_purge())
+        return UINT32_MAX;
+    switch (ar_options.purge) {
+    case AR_PURGE_OFF:
+        return UINT32_MAX;
+    case AR_PURGE_EAGER:
+        return 0;
+    case AR_PURGE_FIXED:
+        return ar_options.purge_pools;
+    default:
+        return ar_hold_keep(&s->pools_hold, ar_options.purge_pools);
+    }
+}
+
+/* Empty arenas a set may keep (its dirty pools must also fit the budget). */
+static unsigned empty_budget(struct ar_arenas *s)
+{
+    if (ar_options.arena_cache != AR_AUTO)
+        return 0;                       /* fixed: the world's cache holds them */
+    return 1 + s->pools_hold.learned / AR_POOLS;
+}
+
+/* Empty arenas the world may keep. */
+static unsigned cache_budget(void)
+{
+    if (ar_options.arena_cache != AR_AUTO)
+        return ar_options.arena_cache;
+    return ar_hold_keep(&world.hold, 1);
+}
+
+/* ---- a set's buckets and dirty list ------------------------------------- */
+
+static void bucket_insert(struct ar_arenas *s, struct ar_arena *a)
 {
     unsigned n = a->nfree;
     a->prev = NULL;
-    a->next = buckets[n];
+    a->next = s->buckets[n];
     if (a->next)
         a->next->prev = a;
-    buckets[n] = a;
-    bucket_bits[n >> 6] |= (uint64_t)1 << (n & 63);
+    s->buckets[n] = a;
+    s->bucket_bits[n >> 6] |= (uint64_t)1 << (n & 63);
 }
 
-static void bucket_remove(struct ar_arena *a)
+static void bucket_remove(struct ar_arenas *s, struct ar_arena *a)
 {
     unsigned n = a->nfree;
     if (a->prev)
         a->prev->next = a->next;
     else
-        buckets[n] = a->next;
+        s->buckets[n] = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    if (buckets[n] == NULL)
-        bucket_bits[n >> 6] &= ~((uint64_t)1 << (n & 63));
+    if (s->buckets[n] == NULL)
+        s->bucket_bits[n >> 6] &= ~((uint64_t)1 << (n & 63));
 }
 
 /* The usable arena with the fewest free pools, or NULL. */
-static struct ar_arena *fullest_arena(void)
+static struct ar_arena *fullest(struct ar_arenas *s)
 {
-    uint64_t partial = bucket_bits[0] & ~(uint64_t)1;     /* 1..63 free */
+    uint64_t partial = s->bucket_bits[0] & ~(uint64_t)1;     /* 1..63 free */
     if (partial)
-        return buckets[__builtin_ctzll(partial)];
-    return buckets[AR_POOLS];                             /* empty ones  */
+        return s->buckets[__builtin_ctzll(partial)];
+    return s->buckets[AR_POOLS];                             /* empty ones  */
 }
 
-/* ---- dirty pools and purge -------------------------------------------- */
-
-/* Arenas with dirty free pools, oldest first: a purge starts with the
- * pools that have been free longest, which are the least likely to be
- * taken again soon. */
-static struct ar_arena *dirty_tail;
-
-static void dirty_link(struct ar_arena *a)
+static void dirty_link(struct ar_arenas *s, struct ar_arena *a)
 {
     if (a->on_dirty)
         return;
     a->on_dirty = true;
     a->dirty_next = NULL;
-    a->dirty_prev = dirty_tail;
-    if (dirty_tail)
-        dirty_tail->dirty_next = a;
+    a->dirty_prev = s->dirty_tail;
+    if (s->dirty_tail)
+        s->dirty_tail->dirty_next = a;
     else
-        dirty_list = a;
-    dirty_tail = a;
+        s->dirty_head = a;
+    s->dirty_tail = a;
 }
 
-static void dirty_unlink(struct ar_arena *a)
+static void dirty_unlink(struct ar_arenas *s, struct ar_arena *a)
 {
     if (!a->on_dirty)
         return;
@@ -133,301 +183,642 @@ static void dirty_unlink(struct ar_arena *a)
     if (a->dirty_prev)
         a->dirty_prev->dirty_next = a->dirty_next;
     else
-        dirty_list = a->dirty_next;
+        s->dirty_head = a->dirty_next;
     if (a->dirty_next)
         a->dirty_next->dirty_prev = a->dirty_prev;
     else
-        dirty_tail = a->dirty_prev;
+        s->dirty_tail = a->dirty_prev;
 }
 
-/* Purge the dirty pools in mask, contiguous runs in one call each. */
-static void purge_mask(struct ar_arena *a, uint64_t mask)
+/* Purge the dirty pools of a in mask, contiguous runs in one call each.
+ * s: the set holding a, or NULL for a cached arena (ar_lock held).
+ * `learn`: the hold policy gave them back (a purge by arena_release() or
+ * the purger is not a decision to learn from).  Returns pools purged. */
+static unsigned purge_mask(struct ar_arenas *s, struct ar_arena *a, uint64_t mask, bool learn)
 {
+    unsigned total = 0;
     mask &= a->dirty_mask;
     while (mask) {
         unsigned first = (unsigned)__builtin_ctzll(mask);
         uint64_t run = mask >> first;
         unsigned len = ~run ? (unsigned)__builtin_ctzll(~run) : 64 - first;
         size_t size = (size_t)len << AR_POOL_SHIFT;
-        if (backend->purge == NULL ||
-            backend->purge(backend->ctx, (void *)(a->base + ((uintptr_t)first << AR_POOL_SHIFT)),
-                           size) != 0)
+        const struct ar_backend *b = world.backend;
+        if (b->purge == NULL ||
+            b->purge(b->ctx, (void *)(a->base + ((uintptr_t)first << AR_POOL_SHIFT)), size) != 0)
             break;
-        uint64_t bits = (len == 64 ? ~(uint64_t)0 : (((uint64_t)1 << len) - 1)) << first;
+        uint64_t bits = (len == 64 ? ALL_POOLS : (((uint64_t)1 << len) - 1)) << first;
         mask &= ~bits;
         a->dirty_mask &= ~bits;
-        dirty_pools -= len;
-        pools_purged += len;
-        bytes_purged += size;
+        a->purged_mask |= bits;
+        if (s != NULL)
+            s->dirty_pools -= len;
+        total += len;
+        atomic_fetch_add_explicit(&world.pools_purged, len, AR_RELAXED);
+        atomic_fetch_add_explicit(&world.bytes_purged, size, AR_RELAXED);
     }
+    if (s == NULL)
+        return total;
     if (a->dirty_mask == 0)
-        dirty_unlink(a);
-}
-
-/* Dirty free pools allowed: ARENA_PURGE, or 1/128 of the pools in use if
- * that is more.  A process that holds 1 GiB may keep 8 MiB of free pages
- * resident, so a workload that frees and reallocates in rounds does not
- * purge pages it is about to fault in again; once little is in use the
- * budget is back to ARENA_PURGE (1 MiB by default). */
-static unsigned purge_budget(void)
-{
-    unsigned prop = pools_in_use / 128;
-    return prop > ar_options.purge_threshold ? prop : ar_options.purge_threshold;
+        dirty_unlink(s, a);
+    if (learn && total)
+        ar_hold_given(&s->pools_hold, total);
+    return total;
 }
 
 /* Purge the oldest dirty pools until at most `keep` are left. */
-static void purge_dirty_down_to(unsigned keep)
+static void purge_down_to(struct ar_arenas *s, unsigned keep, bool learn)
 {
-    struct ar_arena *a = dirty_list, *next;
-    for (; a != NULL && dirty_pools > keep; a = next) {
+    struct ar_arena *a = s->dirty_head, *next;
+    for (; a != NULL && s->dirty_pools > keep; a = next) {
         next = a->dirty_next;
-        purge_mask(a, a->dirty_mask);
+        purge_mask(s, a, a->dirty_mask, learn);
     }
 }
 
-/* ---- arenas ----------------------------------------------------------- */
+/* ---- arenas in a set ---------------------------------------------------- */
+
+static void attach(struct ar_arenas *s, struct ar_arena *a)
+{
+    atomic_store_explicit(&a->set, s, memory_order_release);
+    s->arenas++;
+    s->empty_arenas += a->nfree == AR_POOLS;
+    s->pools_in_use += AR_POOLS - a->nfree;
+    bucket_insert(s, a);
+    unsigned dirty = (unsigned)__builtin_popcountll(a->dirty_mask);
+    if (dirty) {
+        s->dirty_pools += dirty;
+        dirty_link(s, a);
+    }
+}
+
+static void detach(struct ar_arenas *s, struct ar_arena *a)
+{
+    bucket_remove(s, a);
+    dirty_unlink(s, a);
+    s->dirty_pools -= (unsigned)__builtin_popcountll(a->dirty_mask);
+    s->empty_arenas -= a->nfree == AR_POOLS;
+    s->pools_in_use -= AR_POOLS - a->nfree;
+    s->arenas--;
+    atomic_store_explicit(&a->set, NULL, AR_RELAXED);
+}
+
+void ar_arenas_init(struct ar_arenas *s)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    s->next_set = world.sets;
+    world.sets = s;
+}
+
+/* ---- the world: reserve, cache, release ---------------------------------- */
 
 static struct ar_arena *arena_new(void)
 {
-    struct ar_arena *a = arena_free_descs;
+    struct ar_arena *a = world.free_descs;
     if (a != NULL) {
-        arena_free_descs = a->next;
+        world.free_descs = a->next;
         ar_meta_unpurge(a->pools);
     } else {
         a = ar_meta_alloc(sizeof(*a));
         if (a == NULL)
             return NULL;
-        if ((a->pools = ar_meta_page()) == NULL)
-            return NULL;                /* a is lost: metadata is exhausted */
+        if ((a->pools = ar_meta_page()) == NULL) {
+            a->next = world.free_descs;      /* keep the header for later */
+            world.free_descs = a;
+            return NULL;
+        }
     }
-    void *base = backend->reserve(backend->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
+    const struct ar_backend *b = world.backend;
+    void *base = b->reserve(b->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
     if (base == NULL || ((uintptr_t)base & (AR_ARENA_SIZE - 1)) != 0 ||
-        ar_registry_set((uintptr_t)base, a) != 0) {
+        ar_registry_set_arena((uintptr_t)base, a) != 0) {
         if (base != NULL)
-            backend->release(backend->ctx, base, AR_ARENA_SIZE);
-        reserve_failures++;
+            b->release(b->ctx, base, AR_ARENA_SIZE);
+        world.failures++;
         ar_meta_purge(a->pools);
-        a->next = arena_free_descs;
-        arena_free_descs = a;
+        a->next = world.free_descs;
+        world.free_descs = a;
         return NULL;
     }
     struct ar_pool *pools = a->pools;
     memset(a, 0, sizeof(*a));
     a->pools = pools;
     memset(pools, 0, AR_POOLS * sizeof(*pools));
-    for (unsigned i = 0; i < AR_POOLS; i++) {
+    for (unsigned i = 0; i < AR_POOLS; i++)
         pools[i].arena = a;
-        atomic_store_explicit(&a->cls[i], AR_CLS_NONE, AR_RELAXED);
-    }
     a->base = (uintptr_t)base;
-    a->free_mask = ~(uint64_t)0;
-    a->dirty_mask = 0;                  /* fresh pages are not resident */
+    a->free_mask = ALL_POOLS;
     a->nfree = AR_POOLS;
-    empty_arenas++;
-    arenas_reserved++;
-    arenas_live++;
-    if (arenas_live * AR_ARENA_SIZE > bytes_peak)
-        bytes_peak = arenas_live * AR_ARENA_SIZE;
-    bucket_insert(a);
+    world.reserved++;
+    world.live++;
+    if (world.live * AR_ARENA_SIZE > world.peak_bytes)
+        world.peak_bytes = world.live * AR_ARENA_SIZE;
     return a;
 }
 
-/* Try to give an empty arena back.  Returns true if it went; its header
- * is kept for reuse and its page of pool descriptors purged. */
-static bool arena_give_back(struct ar_arena *a)
+static void cache_push(struct ar_arena *a)
 {
+    a->cached = true;
+    a->young = true;
+    a->young_mask = 0;
+    a->prev = NULL;
+    a->next = world.cache;
+    if (a->next)
+        a->next->prev = a;
+    world.cache = a;
+    world.cached++;
+}
+
+static void cache_remove(struct ar_arena *a)
+{
+    a->cached = false;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        world.cache = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    world.cached--;
+}
+
+/* Give a cached arena back to the OS.  Returns false if the backend keeps
+ * it (brk: not at the top of the break). */
+static bool release_arena(struct ar_arena *a)
+{
+    const struct ar_backend *b = world.backend;
     ar_on_arena_release((void *)a->base);
-    if (backend->release(backend->ctx, (void *)a->base, AR_ARENA_SIZE) != 0)
+    if (b->release(b->ctx, (void *)a->base, AR_ARENA_SIZE) != 0)
         return false;
-    bucket_remove(a);
-    dirty_pools -= (unsigned)__builtin_popcountll(a->dirty_mask);
-    dirty_unlink(a);
-    ar_registry_set(a->base, NULL);
+    cache_remove(a);
+    ar_registry_set_arena(a->base, NULL);
     ar_meta_purge(a->pools);
-    empty_arenas--;
-    arenas_released++;
-    arenas_live--;
-    a->next = arena_free_descs;
-    arena_free_descs = a;
+    world.released++;
+    world.live--;
+    a->next = world.free_descs;
+    world.free_descs = a;
     return true;
 }
 
-/* Release empty arenas beyond keep.  For brk, releasing the top one may
- * uncover the next, so go round while something was released. */
-static void trim_empty_arenas(unsigned keep)
+/* A backend that can release only the topmost region (brk): releasing a
+ * lets the cached arena just below it go too, and so on down. */
+static unsigned release_downwards(struct ar_arena *a, unsigned keep)
 {
-    bool progress = true;
-    while (empty_arenas > keep && progress) {
-        progress = false;
-        struct ar_arena *a = buckets[AR_POOLS], *next;
-        for (; a != NULL && empty_arenas > keep; a = next) {
-            next = a->next;
-            if (arena_give_back(a))
-                progress = true;
-        }
+    unsigned n = 0;
+    while (a != NULL && world.cached > keep && a->cached) {
+        uintptr_t below = a->base - AR_ARENA_SIZE;
+        if (!release_arena(a))
+            break;
+        n++;
+        a = ar_registry_arena((void *)below);
     }
+    return n;
 }
 
-struct ar_pool *ar_arena_pool_acquire(void)
+/* Release cached arenas beyond `keep`, oldest first (idle_only: only those
+ * cached before the purger's previous look).  ar_lock held.  Returns
+ * arenas released. */
+static unsigned cache_trim(unsigned keep, bool idle_only)
 {
-    struct ar_arena *a = fullest_arena();
-    if (a == NULL && (a = arena_new()) == NULL)
-        return NULL;
-    uint64_t pick = a->free_mask & a->dirty_mask;       /* resident first */
-    if (pick == 0)
-        pick = a->free_mask;
+    unsigned n = 0;
+    if (world.backend->flags & AR_BACKEND_RELEASE_ANY) {
+        struct ar_arena *a = world.cache;
+        while (a != NULL && a->next != NULL)
+            a = a->next;                /* the oldest is last */
+        while (a != NULL && world.cached > keep) {
+            struct ar_arena *prev = a->prev;
+            if ((!idle_only || !a->young) && release_arena(a))
+                n++;
+            a = prev;
+        }
+        return n;
+    }
+    /* Only the topmost arena can go: start from the highest cached one. */
+    struct ar_arena *top = NULL;
+    for (struct ar_arena *a = world.cache; a != NULL; a = a->next)
+        if (top == NULL || a->base > top->base)
+            top = a;
+    if (top != NULL && (!idle_only || !top->young))
+        n = release_downwards(top, keep);
+    return n;
+}
+
+/* Arenas move between a set and the cache with ar_lock and then the set's
+ * lock held, so that a stats snapshot (taken under ar_lock) finds every
+ * arena either in a set or in the cache. */
+
+/* Give up a's place in s if it is still an empty arena of s: into the
+ * cache, and beyond the cache's budget back to the OS.  Called without
+ * s's lock.  `learn`: the hold policy gave it up. */
+static void surrender(struct ar_arenas *s, struct ar_arena *a, bool learn)
+{
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    pthread_mutex_lock(&s->lock);
+    bool gone = atomic_load_explicit(&a->set, AR_RELAXED) == s && a->nfree == AR_POOLS;
+    if (gone) {
+        unsigned dirty = (unsigned)__builtin_popcountll(a->dirty_mask);
+        detach(s, a);
+        if (learn && dirty)
+            ar_hold_given(&s->pools_hold, dirty);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (gone) {
+        cache_push(a);
+        unsigned n;
+        if (world.backend->flags & AR_BACKEND_RELEASE_ANY)
+            n = cache_trim(cache_budget(), false);
+        else
+            n = release_downwards(a, cache_budget());
+        if (n)
+            ar_hold_given(&world.hold, n);
+    }
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* An empty arena into s: the newest cached one, or a new reservation.
+ * Returns false if there is none (ENOMEM). */
+static bool obtain(struct ar_arenas *s)
+{
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    struct ar_arena *a = world.cache;
+    if (a != NULL) {
+        cache_remove(a);
+    } else if ((a = arena_new()) != NULL) {
+        ar_hold_fresh(&world.hold, 1);
+    }
+    if (a != NULL) {
+        pthread_mutex_lock(&s->lock);
+        attach(s, a);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&ar_lock);
+    return a != NULL;
+}
+
+/* Release cached arenas beyond the budget (all: every one).  An arena the
+ * backend keeps (brk: not at the top of the break) has its dirty pools
+ * purged instead when everything is to go, or when it stayed idle. */
+void ar_arena_cache_trim(bool all, bool idle_only)
+{
+    pthread_mutex_lock(&ar_lock);
+    cache_trim(all ? 0 : cache_budget(), idle_only);
+    for (struct ar_arena *a = world.cache; a != NULL; a = a->next) {
+        if (all || (idle_only && !a->young))
+            purge_mask(NULL, a, a->dirty_mask, false);
+        a->young = false;
+    }
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* ---- pools in and out of a set -------------------------------------------- */
+
+static struct ar_pool *take_pool(struct ar_arenas *s, struct ar_arena *a, unsigned cls)
+{
+    uint64_t pick = a->free_mask & a->dirty_mask;                       /* resident */
+    bool resident = pick != 0;
+    if (!resident && (pick = a->free_mask & ~a->purged_mask) == 0)      /* untouched */
+        pick = a->free_mask;                                            /* purged */
     unsigned i = (unsigned)__builtin_ctzll(pick);
     uint64_t bit = (uint64_t)1 << i;
-    bucket_remove(a);
+    bucket_remove(s, a);
     if (a->nfree == AR_POOLS)
-        empty_arenas--;
+        s->empty_arenas--;
     a->free_mask &= ~bit;
+    a->young_mask &= ~bit;
+    a->purged_mask &= ~bit;
     a->nfree--;
-    pools_in_use++;
-    if (a->dirty_mask & bit) {
+    s->pools_in_use++;
+    if (resident) {
         a->dirty_mask &= ~bit;
-        dirty_pools--;
+        s->dirty_pools--;
         if (a->dirty_mask == 0)
-            dirty_unlink(a);
+            dirty_unlink(s, a);
+    } else {
+        ar_hold_fresh(&s->pools_hold, 1);   /* pages come fresh from the OS */
     }
-    bucket_insert(a);
+    bucket_insert(s, a);
+    a->pools[i].cls = (uint8_t)cls;     /* under the lock: stats read it */
     return &a->pools[i];
 }
 
-void ar_arena_pool_return(struct ar_pool *p)
+/* No arena to be had: a free pool of another heap's arena.  The pool is
+ * the borrower's; its arena stays in the lender's set, where the pool goes
+ * back.  Memory in one heap's arenas is thus never out of reach of the
+ * others when the OS gives no more. */
+static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls)
 {
-    struct ar_arena *a = ar_pool_arena(p);
-    uint64_t bit = (uint64_t)1 << ar_pool_index(p);
-    ar_state_set(p, AR_POOL_FREE);
-    atomic_store_explicit(&a->cls[ar_pool_index(p)], AR_CLS_NONE, AR_RELAXED);
-    atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
-    atomic_store_explicit(&p->remote, 0, AR_RELAXED);
-    bucket_remove(a);
-    a->free_mask |= bit;
-    a->dirty_mask |= bit;
-    a->nfree++;
-    pools_in_use--;
-    dirty_pools++;
-    dirty_link(a);
-    bucket_insert(a);
-    if (a->nfree == AR_POOLS) {
-        empty_arenas++;
-        if (empty_arenas > ar_options.arena_cache) {
-            uintptr_t base = a->base;
-            if (arena_give_back(a))
-                return;
-            trim_empty_arenas(ar_options.arena_cache);  /* brk: others may go */
-            if (ar_registry_lookup((void *)base) != a)
-                return;                                  /* a went too */
+    struct ar_pool *p = NULL;
+    pthread_mutex_lock(&ar_lock);
+    for (struct ar_arenas *t = world.sets; t != NULL && p == NULL; t = t->next_set) {
+        if (t == s)
+            continue;
+        pthread_mutex_lock(&t->lock);
+        struct ar_arena *a = fullest(t);
+        if (a != NULL)
+            p = take_pool(t, a, cls);
+        pthread_mutex_unlock(&t->lock);
+    }
+    if (p != NULL)
+        world.borrowed++;
+    pthread_mutex_unlock(&ar_lock);
+    return p;
+}
+
+struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        struct ar_arena *a = fullest(s);
+        if (a != NULL) {
+            struct ar_pool *p = take_pool(s, a, cls);
+            AR_ASSERT(ar_state_get(p) == AR_POOL_FREE, "arena %p hands out pool %p in use\n",
+                      (void *)a->base, (void *)ar_pool_base(p));
+            pthread_mutex_unlock(&s->lock);
+            return p;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!obtain(s))
+            return borrow(s, cls);
+    }
+}
+
+/* Lock the set that holds a.  An arena moving between sets (adoption)
+ * has none for a moment, under ar_lock: wait for it. */
+static struct ar_arenas *lock_set_of(struct ar_arena *a)
+{
+    for (;;) {
+        struct ar_arenas *s = atomic_load_explicit(&a->set, memory_order_acquire);
+        if (s != NULL) {
+            pthread_mutex_lock(&s->lock);
+            if (atomic_load_explicit(&a->set, AR_RELAXED) == s)
+                return s;
+            pthread_mutex_unlock(&s->lock);
+        } else {
+            pthread_mutex_lock(&ar_lock);
+            pthread_mutex_unlock(&ar_lock);
         }
     }
-    if (!(backend->flags & AR_BACKEND_AUTO_PURGE))
-        return;
-    if (ar_options.purge == AR_PURGE_EAGER)
-        purge_mask(a, bit);
-    else if (ar_options.purge == AR_PURGE_THRESHOLD && dirty_pools > purge_budget())
-        purge_dirty_down_to(purge_budget() / 2);
 }
 
-uint64_t ar_arena_bytes_given_back(void)
+void ar_arenas_return(struct ar_pool *p)
 {
-    return arenas_released * AR_ARENA_SIZE + bytes_purged;
+    struct ar_arena *a = p->arena;
+    uint64_t bit = (uint64_t)1 << ar_pool_index(p);
+    struct ar_arena *gone = NULL;
+
+    struct ar_arenas *s = lock_set_of(a);
+    AR_ASSERT(!(a->free_mask & bit), "pool %p returned twice\n", (void *)ar_pool_base(p));
+    atomic_store_explicit(&p->state, AR_POOL_FREE, AR_RELAXED);
+    atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
+    bucket_remove(s, a);
+    a->free_mask |= bit;
+    a->dirty_mask |= bit;
+    a->young_mask |= bit;
+    a->nfree++;
+    s->pools_in_use--;
+    s->dirty_pools++;
+    dirty_link(s, a);
+    bucket_insert(s, a);
+    unsigned budget = dirty_budget(s);
+    if (a->nfree == AR_POOLS) {
+        s->empty_arenas++;
+        if (s->empty_arenas > empty_budget(s) || s->dirty_pools > budget)
+            gone = a;
+    }
+    if (gone == NULL && ar_options.purge == AR_PURGE_EAGER && auto_purge())
+        purge_mask(s, a, bit, false);
+    else if (s->dirty_pools > budget)
+        purge_down_to(s, budget / 2, true);
+    pthread_mutex_unlock(&s->lock);
+    if (gone != NULL)
+        surrender(s, gone, ar_options.purge == AR_PURGE_AUTO);
 }
 
-void ar_arena_release_all(void)
+/* Give back what the set holds free: every dirty pool, and (all) every
+ * empty arena, or (!all) the empty arenas and dirty pools beyond what the
+ * policy keeps now.  Not learned from. */
+void ar_arenas_give_back(struct ar_arenas *s, bool all)
 {
-    trim_empty_arenas(0);
-    purge_dirty_down_to(0);
-}
-
-void ar_arena_counts(struct arena_stats *st)
-{
-    st->backend = backend->name;
-    st->arenas_reserved = arenas_reserved;
-    st->arenas_released = arenas_released;
-    st->arenas_live = arenas_live;
-    st->arenas_empty = empty_arenas;
-    st->bytes_mapped = arenas_live * AR_ARENA_SIZE;
-    st->bytes_mapped_peak = bytes_peak;
-    st->reserve_failures = reserve_failures;
-    st->pools_total = arenas_live * AR_POOLS;
-    st->pools_purged = pools_purged;
-    st->bytes_purged = bytes_purged;
-    /* Counted three ways on purpose, so the report's identity
-     * free = dirty + purged checks the masks against the counters: nfree
-     * is maintained by hand, the other two are read off the masks. */
-    uint64_t nfree = 0, dirty = 0, purged = 0;
-    for (unsigned n = 1; n < NBUCKETS; n++)
-        for (struct ar_arena *a = buckets[n]; a; a = a->next) {
-            nfree += a->nfree;
-            dirty += (uint64_t)__builtin_popcountll(a->dirty_mask);
-            purged += (uint64_t)__builtin_popcountll(a->free_mask & ~a->dirty_mask);
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        struct ar_arena *a = s->buckets[AR_POOLS];
+        bool over = all || s->empty_arenas > empty_budget(s) || s->dirty_pools > dirty_budget(s);
+        if (a == NULL || !over) {
+            if (all)
+                purge_down_to(s, 0, false);
+            else if (s->dirty_pools > dirty_budget(s))
+                purge_down_to(s, dirty_budget(s), false);
+            pthread_mutex_unlock(&s->lock);
+            return;
         }
-    /* Pools held by heaps (or orphaned): classify by their counters.
-     * cls is stable under ar_lock; used, state and remote_count are read
-     * relaxed and may be a moment old if other threads are allocating. */
-    for (unsigned n = 0; n < NBUCKETS; n++)
-        for (struct ar_arena *a = buckets[n]; a; a = a->next)
+        pthread_mutex_unlock(&s->lock);
+        surrender(s, a, false);
+    }
+}
+
+/* The purger: purge the dirty pools that stayed free since its previous
+ * look, and give up empty arenas that did. */
+void ar_arenas_purge_idle(struct ar_arenas *s)
+{
+    struct ar_arena *idle[8];
+    unsigned n;
+    do {
+        n = 0;
+        pthread_mutex_lock(&s->lock);
+        for (struct ar_arena *a = s->buckets[AR_POOLS]; a != NULL && n < 8; a = a->next)
+            if ((a->young_mask & a->free_mask) == 0)
+                idle[n++] = a;
+        if (n == 0) {
+            for (struct ar_arena *a = s->dirty_head, *next; a != NULL; a = next) {
+                next = a->dirty_next;
+                purge_mask(s, a, a->dirty_mask & ~a->young_mask, false);
+            }
+            for (unsigned k = 1; k <= AR_POOLS; k++)
+                for (struct ar_arena *a = s->buckets[k]; a != NULL; a = a->next)
+                    a->young_mask = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        for (unsigned i = 0; i < n; i++)
+            surrender(s, idle[i], false);
+    } while (n != 0);
+}
+
+/* Move every arena of src into dst (a dead heap adopted by a live one),
+ * under ar_lock, one set lock at a time. */
+void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src)
+{
+    struct ar_arena *moved = NULL;
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    pthread_mutex_lock(&src->lock);
+    uint32_t learned = src->pools_hold.learned;
+    for (unsigned n = 0; n <= AR_POOLS; n++)
+        while (src->buckets[n] != NULL) {
+            struct ar_arena *a = src->buckets[n];
+            detach(src, a);
+            a->next = moved;
+            moved = a;
+        }
+    pthread_mutex_unlock(&src->lock);
+
+    pthread_mutex_lock(&dst->lock);
+    for (struct ar_arena *a = moved, *next; a != NULL; a = next) {
+        next = a->next;
+        attach(dst, a);
+    }
+    if (learned > dst->pools_hold.learned)
+        dst->pools_hold.learned = learned;
+    pthread_mutex_unlock(&dst->lock);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* ---- counts and checks ------------------------------------------------------ */
+
+static void count_free_pools(struct ar_arena *a, struct arena_stats *st)
+{
+    st->pools_total += AR_POOLS;
+    st->pools_free += a->nfree;
+    st->pools_free_dirty += (uint64_t)__builtin_popcountll(a->dirty_mask);
+    st->pools_free_purged += (uint64_t)__builtin_popcountll(a->free_mask & ~a->dirty_mask);
+}
+
+/* Set lock held.  Pools held by heaps are classified by their counters,
+ * read relaxed (a moment old if their owner is working). */
+void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st)
+{
+    for (unsigned n = 0; n <= AR_POOLS; n++)
+        for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next) {
+            count_free_pools(a, st);
+            if (a->nfree == AR_POOLS)
+                st->arenas_empty++;
             for (unsigned i = 0; i < AR_POOLS; i++) {
                 if (a->free_mask & ((uint64_t)1 << i))
                     continue;
                 struct ar_pool *p = &a->pools[i];
-                uint32_t used = ar_used_get(p);
-                if ((int32_t)used < 0)
-                    used += AR_FULL_BIAS;
-                if (ar_state_get(p) == AR_POOL_CURRENT)
-                    used--;                         /* the heap's hold */
-                uint32_t pending = atomic_load_explicit(&p->remote_count, AR_RELAXED);
-                uint64_t live = used >= pending ? used - pending : 0;
+                uint32_t live = ar_pool_live(p);
                 if (ar_state_get(p) == AR_POOL_FULL)
                     st->pools_full++;
-                else if (used == 0)
+                else if (live == 0)
                     st->pools_empty++;
                 else
                     st->pools_used++;
                 st->blocks_live_class[p->cls] += live;
             }
-    for (unsigned c = 0; c < AR_NCLASS; c++) {
-        st->blocks_live += st->blocks_live_class[c];
-        st->bytes_live += st->blocks_live_class[c] * ar_class_size(c);
-    }
-    st->pools_free = nfree;
-    st->pools_free_dirty = dirty;
-    st->pools_free_purged = purged;
-    st->calls_mmap = ar_syscalls.mmap;
-    st->calls_munmap = ar_syscalls.munmap;
-    st->calls_brk = ar_syscalls.brk;
-    st->calls_madvise = ar_syscalls.madvise;
+        }
 }
 
-/* ---- first use -------------------------------------------------------- */
-
-static void print_stats_at_exit(void)
+/* ar_lock held. */
+void ar_arena_counts(struct arena_stats *st)
 {
-    arena_print_stats(stderr);
+    st->backend = world.backend->name;
+    st->arenas_reserved = world.reserved;
+    st->arenas_released = world.released;
+    st->arenas_live = world.live;
+    st->arenas_empty += world.cached;
+    st->bytes_mapped = world.live * AR_ARENA_SIZE;
+    st->bytes_mapped_peak = world.peak_bytes;
+    st->reserve_failures = world.failures;
+    st->locks_global += world.locks;
+    st->pools_borrowed = world.borrowed;
+    st->pools_purged = atomic_load_explicit(&world.pools_purged, AR_RELAXED);
+    st->bytes_purged = atomic_load_explicit(&world.bytes_purged, AR_RELAXED);
+    for (struct ar_arena *a = world.cache; a != NULL; a = a->next)
+        count_free_pools(a, st);
+    struct ar_syscalls c = {0};
+    if (world.backend->calls != NULL)
+        world.backend->calls(world.backend->ctx, &c);
+    st->calls_mmap = c.mmap;
+    st->calls_munmap = c.munmap;
+    st->calls_brk = c.brk;
+    st->calls_madvise = c.madvise;
 }
 
-void ar_init_slow(void)
+uint64_t ar_arena_bytes_given_back(void)
 {
-    bool first = false;
     pthread_mutex_lock(&ar_lock);
-    if (!atomic_load_explicit(&ar_started, memory_order_relaxed)) {
-        ar_options_read();
-        if (ar_options.backend != NULL && backend == &ar_backend_mmap &&
-            strcmp(ar_options.backend, "brk") == 0)
-            backend = &ar_backend_brk;
-        atomic_store_explicit(&ar_started, true, memory_order_release);
-        first = true;
-    }
+    uint64_t n = world.released * AR_ARENA_SIZE +
+                 atomic_load_explicit(&world.bytes_purged, AR_RELAXED);
     pthread_mutex_unlock(&ar_lock);
-    if (!first)
-        return;
-    /* Outside the lock: these may allocate, and so come back to us. */
-    if (ar_options.backend != NULL && strcmp(ar_options.backend, "brk") != 0 &&
-        strcmp(ar_options.backend, "mmap") != 0)
-        fprintf(stderr, "libarena: ARENA_BACKEND=%s is not mmap or brk; using %s\n",
-                ar_options.backend, backend->name);
-    ar_heap_atfork_register();
-    if (ar_options.print_stats)
-        atexit(print_stats_at_exit);
+    return n;
+}
+
+static _Noreturn void broken(const struct ar_arena *a, const char *what)
+{
+    ar_fatal("libarena: invariant violated: arena %p: %s\n", (void *)a->base, what);
+}
+
+static void validate_arena(struct ar_arenas *s, struct ar_arena *a)
+{
+    if (atomic_load_explicit(&a->set, AR_RELAXED) != s)
+        broken(a, "not in the set that holds it");
+    if (ar_registry_arena((void *)a->base) != a)
+        broken(a, "the registry does not map it to its header");
+    if ((unsigned)__builtin_popcountll(a->free_mask) != a->nfree)
+        broken(a, "nfree is not the number of free pools");
+    if ((a->dirty_mask | a->purged_mask) & ~a->free_mask)
+        broken(a, "a pool in use is marked dirty or purged");
+    if (a->dirty_mask & a->purged_mask)
+        broken(a, "a pool is both dirty and purged");
+    if (a->on_dirty != (a->dirty_mask != 0))
+        broken(a, "on the dirty list iff it has dirty pools");
+    for (unsigned i = 0; i < AR_POOLS; i++) {
+        struct ar_pool *p = &a->pools[i];
+        bool free = (a->free_mask >> i) & 1;
+        if (p->arena != a)
+            broken(a, "a pool descriptor points to another arena");
+        if (free != (ar_state_get(p) == AR_POOL_FREE))
+            broken(a, "free mask and pool state disagree");
+        if (free && (ar_registry_map(ar_pool_base(p)) != 0 ||
+                     atomic_load_explicit(&p->owner, AR_RELAXED) != NULL))
+            broken(a, "a free pool has an owner or a size class in the registry");
+        if (!free && atomic_load_explicit(&p->owner, AR_RELAXED) == NULL)
+            broken(a, "a pool in use has no owner");
+    }
+}
+
+/* Set lock held: every arena, the buckets and the set's counters. */
+void ar_arenas_validate(struct ar_arenas *s)
+{
+    unsigned arenas = 0, empty = 0, in_use = 0, dirty = 0;
+    for (unsigned n = 0; n <= AR_POOLS; n++) {
+        bool listed = (s->bucket_bits[n >> 6] >> (n & 63)) & 1;
+        if (listed != (s->buckets[n] != NULL))
+            ar_fatal("libarena: invariant violated: bucket %u and its bit disagree\n", n);
+        for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next) {
+            if (a->nfree != n)
+                broken(a, "in the bucket of another free-pool count");
+            validate_arena(s, a);
+            arenas++;
+            empty += n == AR_POOLS;
+            in_use += AR_POOLS - n;
+            dirty += (unsigned)__builtin_popcountll(a->dirty_mask);
+        }
+    }
+    unsigned on_list = 0;
+    for (struct ar_arena *a = s->dirty_head; a != NULL; a = a->dirty_next)
+        on_list += (unsigned)__builtin_popcountll(a->dirty_mask);
+    if (arenas != s->arenas || empty != s->empty_arenas || in_use != s->pools_in_use ||
+        dirty != s->dirty_pools || on_list != dirty)
+        ar_fatal("libarena: invariant violated: arena set counts %u arenas, %u empty, %u pools "
+                 "in use, %u dirty; its arenas say %u, %u, %u, %u (%u on the dirty list)\n",
+                 s->arenas, s->empty_arenas, s->pools_in_use, s->dirty_pools, arenas, empty,
+                 in_use, dirty, on_list);
+}
+
+/* ar_lock held: the cache of empty arenas. */
+void ar_arena_validate_cache(void)
+{
+    unsigned n = 0;
+    for (struct ar_arena *a = world.cache; a != NULL; a = a->next) {
+        if (!a->cached || atomic_load_explicit(&a->set, AR_RELAXED) != NULL ||
+            a->nfree != AR_POOLS)
+            broken(a, "a cached arena is held by a set or not empty");
+        if (ar_registry_arena((void *)a->base) != a)
+            broken(a, "the registry does not map it to its header");
+        n++;
+    }
+    if (n != world.cached)
+        ar_fatal("libarena: invariant violated: %u arenas cached, %u counted\n", n, world.cached);
 }

@@ -1,24 +1,26 @@
 /*
  * What each build checks, in one place.
  *
- * Every block hand-out and every free goes through ar_on_alloc() and
- * ar_on_free(); every access the allocator makes to a free block's link
- * goes through ar_next_get() / ar_next_set().  In a plain release build
- * they are plain loads and stores and the hooks are empty.
+ * Every block handed to the caller goes through ar_on_alloc(), every block
+ * the caller gives back through ar_on_free(); every access the allocator
+ * makes to a free block's link word goes through ar_link_read() /
+ * ar_link_write().  In a plain release build they are plain loads and
+ * stores and the hooks are empty.
  *
  *  - Checked build (meson -Dchecked=true, ARENA_CHECKED): a bitmap per
  *    pool records which blocks are handed out.  A free that is not the
  *    start of a block, or of a block not handed out, or into a pool not in
  *    use, is reported with the pointer and aborts.  Freed blocks are
- *    filled with AR_FREE_FILL past their link and checked when handed out
- *    again, which catches writes after free.
+ *    filled with AR_FREE_FILL past their link word and checked when handed
+ *    out again, which catches writes after free.  AR_ASSERT() checks the
+ *    invariants of docs/design.md on the slow paths.
  *  - AddressSanitizer builds: free and never-used blocks are poisoned, so
  *    a use after free in the caller's code is reported by ASan.
  *  - Valgrind builds (meson -Dvalgrind=true): blocks are announced to
  *    memcheck as heap blocks (leaks, use after free, uninitialised reads).
  *
- * The release build's own checks (always on, slow paths only) are in
- * heap.c and pool.c: see docs/hardening.md.
+ * Every build encodes free-list links and checks them when it follows
+ * them (pool.c); see docs/hardening.md.
  */
 #ifndef AR_CHECK_H
 #define AR_CHECK_H
@@ -58,26 +60,27 @@
 #endif
 
 #define AR_FREE_FILL 0xdf
+#define AR_LINK_SIZE sizeof(uintptr_t)
 
-/* The link of a free block: the only bytes of a free block the allocator
- * reads or writes. */
-static inline struct ar_block *ar_next_get(struct ar_block *b)
+/* The link word of a free block on a pool's free or remote list: the only
+ * bytes of a free block the allocator reads or writes. */
+static inline uintptr_t ar_link_read(void *b)
 {
-    ar_unpoison(b, sizeof(*b));
-    ar_vg_defined(b, sizeof(*b));
-    struct ar_block *n = b->next;
-    ar_poison(b, sizeof(*b));
-    ar_vg_noaccess(b, sizeof(*b));
-    return n;
+    ar_unpoison(b, AR_LINK_SIZE);
+    ar_vg_defined(b, AR_LINK_SIZE);
+    uintptr_t v = *(uintptr_t *)b;
+    ar_poison(b, AR_LINK_SIZE);
+    ar_vg_noaccess(b, AR_LINK_SIZE);
+    return v;
 }
 
-static inline void ar_next_set(struct ar_block *b, struct ar_block *n)
+static inline void ar_link_write(void *b, uintptr_t v)
 {
-    ar_unpoison(b, sizeof(*b));
-    ar_vg_defined(b, sizeof(*b));
-    b->next = n;
-    ar_poison(b, sizeof(*b));
-    ar_vg_noaccess(b, sizeof(*b));
+    ar_unpoison(b, AR_LINK_SIZE);
+    ar_vg_defined(b, AR_LINK_SIZE);
+    *(uintptr_t *)b = v;
+    ar_poison(b, AR_LINK_SIZE);
+    ar_vg_noaccess(b, AR_LINK_SIZE);
 }
 
 /* A whole pool, when a heap takes it: nothing in it is handed out. */
@@ -95,65 +98,49 @@ static inline void ar_on_arena_release(void *base)
 }
 
 #if ARENA_CHECKED
-AR_HIDDEN void ar_check_alloc(struct ar_pool *p, struct ar_block *b);
-AR_HIDDEN void ar_check_free(struct ar_pool *p, void *ptr);
-AR_HIDDEN void ar_check_carve(struct ar_pool *p, char *b);
+AR_HIDDEN void ar_check_alloc(void *b);
+AR_HIDDEN void ar_check_free(void *ptr);
+AR_HIDDEN void ar_check_carve(void *b, size_t size);
 #endif
 
-/* b leaves a free list for the caller. */
-static inline void ar_on_alloc(struct ar_pool *p, struct ar_block *b)
+/* b, of class c, leaves the allocator for the caller. */
+static inline void ar_on_alloc(void *b, unsigned c)
 {
-    ar_unpoison(b, ar_class_size(p->cls));
+    ar_unpoison(b, ar_class_size(c));
 #if ARENA_CHECKED
-    ar_vg_defined(b, ar_class_size(p->cls));
-    ar_check_alloc(p, b);
+    ar_vg_defined(b, ar_class_size(c));
+    ar_check_alloc(b);
 #endif
-    ar_vg_malloclike(b, ar_class_size(p->cls), 0);
-    (void)p;
-    (void)b;
-}
-
-/* A block leaves a thread cache for the caller.  Its pool is looked up
- * only in the checked build. */
-static inline void ar_on_alloc_cached(struct ar_block *b, unsigned c)
-{
-#if ARENA_CHECKED
-    ar_unpoison(b, ar_class_size(c));
-    ar_on_alloc(ar_pool_of(ar_registry_lookup(b), b), b);
-#else
-    ar_unpoison(b, ar_class_size(c));
     ar_vg_malloclike(b, ar_class_size(c), 0);
-#endif
     (void)b;
     (void)c;
 }
 
-/* ptr, in arena a, with class c (< AR_NCLASS), comes back from the caller
- * (any thread), before its link is written. */
-static inline void ar_on_free(struct ar_arena *a, unsigned c, void *ptr)
+/* ptr, a block of ours of class c, comes back from the caller. */
+static inline void ar_on_free(void *ptr, unsigned c)
 {
 #if ARENA_CHECKED
-    ar_check_free(ar_pool_of(a, ptr), ptr);
+    ar_check_free(ptr);
 #endif
     ar_vg_freelike(ptr);
     ar_poison(ptr, ar_class_size(c));
-    (void)a;
     (void)c;
     (void)ptr;
 }
 
-/* A freshly carved block, before its link is written. */
-static inline void ar_on_carve(struct ar_pool *p, char *b)
+/* A block carved for the first time (it goes to a thread cache or is
+ * handed out). */
+static inline void ar_on_carve(void *b, size_t size)
 {
 #if ARENA_CHECKED
-    ar_unpoison(b, ar_class_size(p->cls));
-    ar_vg_defined(b, ar_class_size(p->cls));
-    ar_check_carve(p, b);
-    ar_poison(b, ar_class_size(p->cls));
-    ar_vg_noaccess(b, ar_class_size(p->cls));
+    ar_unpoison(b, size);
+    ar_vg_defined(b, size);
+    ar_check_carve(b, size);
+    ar_poison(b, size);
+    ar_vg_noaccess(b, size);
 #endif
-    (void)p;
     (void)b;
+    (void)size;
 }
 
 #endif /* AR_CHECK_H */

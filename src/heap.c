@@ -1,77 +1,106 @@
 /*
- * Thread heaps: the slow paths behind arena_alloc / arena_free.
+ * Heaps: the slow paths behind arena_alloc / arena_free, and the life of
+ * a thread's heap.
  *
  * Each thread allocates from its own heap, reached through an initial-exec
- * thread-local pointer.  Per size class a heap has a list of pools with
- * free blocks (its head is the "current pool" the fast path pops from) and
- * a list of full pools.  Only the owner thread touches these lists, so the
- * same-thread paths take no lock and do no atomic read-modify-write.
+ * thread-local pointer.  A heap has
+ *   - a thread cache: per size class, a stack of free blocks in an array
+ *     (top/room/end, see internal.h).  The fast paths pop and push there;
+ *     no link is written into a cached block, so a write after free cannot
+ *     poison it;
+ *   - per size class a list of pools with blocks to hand out (its head is
+ *     the "current pool" refills take from) and a list of full pools;
+ *   - its own arenas (arena.c), behind a lock of its own.
+ * Only the owner thread touches the cache and the lists, so the same-thread
+ * paths take no lock and do no atomic read-modify-write.
  *
- * Key invariants:
- *   - a pool on lists[c] other than the head has a free or carvable block,
- *     or blocks on its remote list;
- *   - the head may be empty (used == 0): the heap keeps its current pool so
- *     that a loop that allocates and frees one block does not hand the pool
- *     back and forth; any other pool that empties goes back to its arena;
- *   - a pool on full[c] has no free and no carvable block; frees into it
- *     move it back to the tail of lists[c] (same thread) or are noticed
- *     through remote_hint[c] (other threads) when lists[c] runs dry.
+ * Refill (the cache of a class is empty): take half the cache's capacity
+ * from the current pool (its free list, then its remote frees, then fresh
+ * blocks carved straight into the cache), moving to the next pool, to full
+ * pools that other threads freed into, or to a new pool as needed.
+ * Flush (the cache is full): the oldest half goes back to its pools: the
+ * owner's blocks on the pool's local list, other heaps' blocks on their
+ * pool's atomic remote list (one compare-and-swap).
  *
- * Remote frees push onto the pool's atomic list with one compare-and-swap.
- * When a thread exits, its heap is drained: remote frees are collected,
- * empty pools go back to their arenas, and pools with live blocks become
- * orphans, whose frees then take the global lock.  The heap descriptor is
- * reused by the next new thread.  After fork() the child marks the heaps of
- * the threads it no longer has dead without touching them (fork_child).
+ * Key invariants (ar_heap_validate):
+ *   - a pool on lists[c] other than the head has a free, carvable or
+ *     remotely freed block; the head (CURRENT) may have none;
+ *   - a pool on full[c] has no free and no carvable block;
+ *   - every pool on a heap's lists has that heap as owner and class c, and
+ *     the registry maps it to c + 1;
+ *   - every block in cache m is a block of a pool the registry maps to m.
+ *
+ * Life cycle.  A thread's first allocation takes a heap: a dead heap with
+ * pools if there is one (the new thread inherits what a dead thread left:
+ * its partly used pools and the free memory it kept), else an empty dead
+ * heap, else a new one.  At thread exit the heap's cache is flushed, empty
+ * pools go back to its arenas, and the heap becomes DEAD with whatever is
+ * still live in it.  Frees into a dead heap's pools are ordinary remote
+ * frees (no lock); the first live thread that frees into one adopts the
+ * whole dead heap (its pools and arenas move into the adopter's heap), so
+ * nothing waits for a thread that will never come.
+ *
+ * fork(): the global lock and every heap's lock are held across fork(),
+ * so all arena sets are consistent in the child.  The other threads' heaps
+ * may have been in the middle of a list update, so the child never touches
+ * their lists: they become LOST.  Their blocks can still be freed in the
+ * child (onto their pools' remote lists); their pools are not reused, a
+ * bounded leak in a child that usually calls exec soon.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "check.h"
 #include "internal.h"
 
-#define NONE4 &ar_pool_none, &ar_pool_none, &ar_pool_none, &ar_pool_none
-#define NONE32 NONE4, NONE4, NONE4, NONE4, NONE4, NONE4, NONE4, NONE4
-_Static_assert(AR_NCLASS == 32, "NONE32 initialises every class");
+/* The "not ours" cache entry, and every entry of a thread that has no heap
+ * yet: a NULL slot where top, room and end all point. */
+static void *none_slot[1];
 
-struct ar_heap ar_heap_none = { .lists = { NONE32 } };
+#define S1 none_slot
+#define S3 S1, S1, S1
+#define S11 S3, S3, S3, S1, S1
+#define S33 S11, S11, S11
+_Static_assert(AR_NMAP == 33, "S33 initialises every map index");
+
+struct ar_heap ar_heap_none = {
+    .top = { S33 }, .room = { S33 }, .end = { S33 }, .state = AR_HEAP_LOST,
+};
 AR_TLS struct ar_heap *ar_tls_heap = &ar_heap_none;
 
-static struct ar_heap *all_heaps, *free_heaps;
-static uint64_t heaps_live, heaps_abandoned;
+/* Every heap ever made (never freed), and the dead ones waiting for a new
+ * thread: with pools first, empty ones second.  ar_lock. */
+_Atomic(struct ar_heap *) ar_all_heaps;
+static struct {
+    struct ar_heap *dead_pools, *dead_empty;
+    uint64_t live, abandoned, reused, adopted, created;
+    uint64_t locks;                     /* ar_lock taken for heaps */
+} heaps;
+
 static pthread_key_t heap_key;
-static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
 
 /* ---- class and full lists (owner only) -------------------------------- */
 
-/* The head of lists[c] is the heap's current pool and carries one extra
- * count in `used`, the heap's hold: a loop that allocates and frees one
- * block never sees the count reach zero, so the fast path does not fall
- * into the slow path to decide whether to keep the pool. */
-static void take_hold(struct ar_pool *p)
+static void pool_give_back(struct ar_heap *h, struct ar_pool *p)
 {
-    ar_used_set(p, ar_used_get(p) + 1);
-    ar_state_set(p, AR_POOL_CURRENT);
-}
-
-static void drop_hold(struct ar_pool *p)
-{
-    ar_used_set(p, ar_used_get(p) - 1);
-    ar_state_set(p, AR_POOL_USED);
+    h->pools--;
+    ar_registry_set_map(p, 0);
+    ar_arenas_return(p);
 }
 
 /* Append p; on an empty list it becomes the current pool. */
 static void list_push_tail(struct ar_heap *h, unsigned c, struct ar_pool *p)
 {
     p->next = NULL;
-    if (h->lists[c] == &ar_pool_none) {
-        p->prev = NULL;
+    p->prev = h->tails[c];
+    if (h->lists[c] == NULL) {
         h->lists[c] = p;
-        take_hold(p);
+        ar_pool_make_used(p);
+        ar_pool_make_current(p);
     } else {
-        p->prev = h->tails[c];
         h->tails[c]->next = p;
-        ar_state_set(p, AR_POOL_USED);
+        ar_pool_make_used(p);
     }
     h->tails[c] = p;
 }
@@ -82,10 +111,10 @@ static void list_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
     if (p->prev) {
         p->prev->next = p->next;
     } else {
-        drop_hold(p);
-        h->lists[c] = p->next ? p->next : &ar_pool_none;
+        ar_pool_drop_current(p);
+        h->lists[c] = p->next;
         if (p->next)
-            take_hold(p->next);
+            ar_pool_make_current(p->next);
     }
     if (p->next)
         p->next->prev = p->prev;
@@ -101,8 +130,7 @@ static void full_push(struct ar_heap *h, unsigned c, struct ar_pool *p)
     if (p->next)
         p->next->prev = p;
     h->full[c] = p;
-    ar_used_set(p, ar_used_get(p) - AR_FULL_BIAS);
-    ar_state_set(p, AR_POOL_FULL);
+    ar_pool_make_full(p);
 }
 
 static void full_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
@@ -114,184 +142,22 @@ static void full_remove(struct ar_heap *h, unsigned c, struct ar_pool *p)
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
-    ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
-    ar_state_set(p, AR_POOL_USED);
+    ar_pool_unfull(p);
 }
 
-static void pool_give_back(struct ar_pool *p)
+/* A pool with blocks to hand out, or remote frees: to its class list.
+ * Empty and not needed as the current pool: back to its arena.
+ * Nothing at all: to the full list.  p is on no list. */
+static void place_pool(struct ar_heap *h, unsigned c, struct ar_pool *p)
 {
-    pthread_mutex_lock(&ar_lock);
-    ar_arena_pool_return(p);
-    pthread_mutex_unlock(&ar_lock);
+    if (ar_pool_is_empty(p) && h->lists[c] != NULL)
+        pool_give_back(h, p);
+    else if (p->free != NULL || p->carved < p->nblocks ||
+             atomic_load_explicit(&p->remote, AR_RELAXED) != 0 || h->lists[c] == NULL)
+        list_push_tail(h, c, p);
+    else
+        full_push(h, c, p);
 }
-
-/* ---- heap life cycle -------------------------------------------------- */
-
-static void heap_exit(void *arg);
-
-static void make_key(void)
-{
-    pthread_key_create(&heap_key, heap_exit);
-}
-
-/* Blocks of class c a thread cache keeps: ARENA_TCACHE bytes' worth,
- * at least 4 unless the cache is off. */
-static uint32_t cache_limit(unsigned c)
-{
-    if (ar_options.tcache_bytes == 0)
-        return 0;
-    size_t n = ar_options.tcache_bytes / ar_class_size(c);
-    return n < 4 ? 4 : n > 1024 ? 1024 : (uint32_t)n;
-}
-
-static void cache_flush(struct ar_heap *h, unsigned c, uint32_t keep);
-
-static struct ar_heap *heap_create(void)
-{
-    if (!atomic_load_explicit(&ar_started, memory_order_acquire))
-        ar_init_slow();
-    ar_heap_atfork_register();
-    pthread_mutex_lock(&ar_lock);
-    struct ar_heap *h = free_heaps;
-    if (h != NULL) {
-        free_heaps = h->next_free;
-    } else if ((h = ar_meta_alloc(sizeof(*h))) != NULL) {
-        h->next_all = all_heaps;
-        all_heaps = h;
-    }
-    if (h != NULL) {
-        for (unsigned c = 0; c <= AR_NCLASS; c++) {
-            h->cache[c].head = NULL;
-            atomic_store_explicit(&h->cache[c].count, 0, AR_RELAXED);
-            h->cache[c].limit = 0;      /* on at the first allocation of c */
-        }
-        for (unsigned c = 0; c < AR_NCLASS; c++) {
-            h->lists[c] = &ar_pool_none;
-            h->tails[c] = NULL;
-            h->full[c] = NULL;
-            atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
-        }
-        h->next_free = NULL;
-        h->live = true;
-        heaps_live++;
-    }
-    pthread_mutex_unlock(&ar_lock);
-    if (h == NULL)
-        return NULL;
-    /* Set the thread pointer first: pthread_setspecific may allocate, and
-     * that allocation must find this heap, not make another. */
-    ar_tls_heap = h;
-    pthread_setspecific(heap_key, h);
-    return h;
-}
-
-/* A pool of an abandoned heap: take in its remote frees and mark its
- * remote list so later frees take the lock; give it back if nothing in it
- * is live, otherwise it becomes an orphan.  ar_lock held. */
-static void abandon_pool(struct ar_pool *p)
-{
-    ar_pool_collect(p, AR_REMOTE_ORPHAN);
-    if (ar_state_get(p) == AR_POOL_FULL)
-        ar_used_set(p, ar_used_get(p) + AR_FULL_BIAS);
-    p->prev = p->next = NULL;
-    if (ar_used_get(p) == 0) {
-        ar_arena_pool_return(p);
-    } else {
-        ar_state_set(p, AR_POOL_ORPHAN);
-        atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
-    }
-}
-
-/* Drain h, whose thread is gone or going.  ar_lock held. */
-static void heap_abandon_locked(struct ar_heap *h)
-{
-    for (unsigned c = 0; c < AR_NCLASS; c++) {
-        struct ar_pool *p, *next;
-        if (h->lists[c] != &ar_pool_none)
-            drop_hold(h->lists[c]);
-        for (p = h->lists[c]; p != &ar_pool_none && p != NULL; p = next) {
-            next = p->next;
-            abandon_pool(p);
-        }
-        for (p = h->full[c]; p != NULL; p = next) {
-            next = p->next;
-            abandon_pool(p);
-        }
-        h->lists[c] = &ar_pool_none;
-        h->full[c] = NULL;
-        h->tails[c] = NULL;
-    }
-    h->live = false;
-    h->next_free = free_heaps;
-    free_heaps = h;
-    heaps_live--;
-    heaps_abandoned++;
-}
-
-static void flush_all(struct ar_heap *h)
-{
-    for (unsigned c = 0; c < AR_NCLASS; c++)
-        cache_flush(h, c, 0);
-}
-
-static void heap_exit(void *arg)
-{
-    struct ar_heap *h = arg;
-    flush_all(h);
-    ar_tls_heap = &ar_heap_none;
-    pthread_mutex_lock(&ar_lock);
-    heap_abandon_locked(h);
-    pthread_mutex_unlock(&ar_lock);
-}
-
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&ar_lock);
-}
-
-static void fork_parent(void)
-{
-    pthread_mutex_unlock(&ar_lock);
-}
-
-/* The child has one thread.  The other threads' heaps may have been in the
- * middle of an update when fork() copied them, so the child does not touch
- * them: they are marked dead and never reused.  Their blocks can still be
- * freed in the child (they go on their pools' remote lists); their pools
- * are not reused.  The arena layer is consistent: ar_lock was held across
- * fork(). */
-static void fork_child(void)
-{
-    for (struct ar_heap *h = all_heaps; h != NULL; h = h->next_all)
-        if (h->live && h != ar_tls_heap) {
-            h->live = false;
-            heaps_live--;
-            heaps_abandoned++;
-        }
-    pthread_mutex_unlock(&ar_lock);
-}
-
-/* Once per process, before any thread can hold ar_lock: the fork handlers
- * (so a fork() never copies ar_lock locked) and the key whose destructor
- * drains a heap at thread exit (so no pthread_once is in progress when a
- * fork() happens).  Run by a constructor when the library is loaded, and
- * by the first allocation if that comes earlier (a malloc replacement can
- * be called before constructors run, while the process is single-threaded). */
-void ar_heap_atfork_register(void)
-{
-    static atomic_flag done = ATOMIC_FLAG_INIT;
-    if (atomic_flag_test_and_set(&done))
-        return;
-    pthread_once(&heap_key_once, make_key);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
-__attribute__((constructor)) static void heap_library_init(void)
-{
-    ar_heap_atfork_register();
-}
-
-/* ---- allocation slow path --------------------------------------------- */
 
 /* lists[c] ran dry: take back FULL pools that other threads freed into. */
 static void sweep_remote(struct ar_heap *h, unsigned c)
@@ -299,236 +165,677 @@ static void sweep_remote(struct ar_heap *h, unsigned c)
     if (atomic_load_explicit(&h->remote_hint[c], AR_RELAXED) == 0)
         return;
     atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
-    struct ar_pool *p = h->full[c], *next;
-    for (; p != NULL; p = next) {
+    for (struct ar_pool *p = h->full[c], *next; p != NULL; p = next) {
         next = p->next;
-        if (atomic_load_explicit(&p->remote, AR_RELAXED) == 0 || ar_pool_collect(p, 0) == 0)
+        if (atomic_load_explicit(&p->remote, AR_RELAXED) == 0 || ar_pool_collect(p) == 0)
             continue;
         full_remove(h, c, p);
-        if (ar_used_get(p) == 0 && h->lists[c] != &ar_pool_none)
-            pool_give_back(p);
-        else
-            list_push_tail(h, c, p);
+        place_pool(h, c, p);
     }
 }
 
-static void *heap_alloc(struct ar_heap *h, unsigned c)
+/* Class c got remote frees: take them in, everywhere on its lists, and
+ * hand back the pools they emptied. */
+static void sweep_class(struct ar_heap *h, unsigned c)
 {
+    atomic_store_explicit(&h->remote_hint[c], 0, memory_order_seq_cst);
+    for (struct ar_pool *p = h->full[c], *next; p != NULL; p = next) {
+        next = p->next;
+        if (atomic_load_explicit(&p->remote, AR_RELAXED) != 0 && ar_pool_collect(p) > 0) {
+            full_remove(h, c, p);
+            place_pool(h, c, p);
+        }
+    }
+    for (struct ar_pool *p = h->lists[c], *next; p != NULL; p = next) {
+        next = p->next;
+        if (atomic_load_explicit(&p->remote, AR_RELAXED) != 0)
+            ar_pool_collect(p);
+        if (ar_pool_is_empty(p) && (p != h->lists[c] || next != NULL)) {
+            list_remove(h, c, p);
+            pool_give_back(h, p);
+        }
+    }
+}
+
+/* Remote frees are taken in when a class list runs dry.  A heap whose
+ * thread mostly frees (a consumer, or one that adopted a dead heap) may
+ * not allocate from those classes for a long time, so its free slow paths
+ * also look, at most every AR_TIDY_MS, at the classes that got some. */
+#define AR_TIDY_TICKS 32
+#define AR_TIDY_MS 10
+static void tidy(struct ar_heap *h)
+{
+    if (++h->ticks < AR_TIDY_TICKS)
+        return;
+    h->ticks = 0;
+    uint64_t now = ar_now_ms();
+    if (now - h->tidy_ms < AR_TIDY_MS)
+        return;
+    h->tidy_ms = now;
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        if (atomic_load_explicit(&h->remote_hint[c], AR_RELAXED))
+            sweep_class(h, c);
+}
+
+/* A new pool for class c, as the current pool. */
+static struct ar_pool *acquire_pool(struct ar_heap *h, unsigned c)
+{
+    struct ar_pool *p = ar_arenas_acquire(&h->arenas, c);
+    if (p == NULL)
+        return NULL;
+    ar_pool_init(p, c, h);
+    ar_on_pool_acquire(ar_pool_base(p));
+    ar_registry_set_map(p, c + 1);
+    h->pools++;
+    list_push_tail(h, c, p);
+    return p;
+}
+
+/* ---- the thread cache --------------------------------------------------- */
+
+static inline void **cache_top(struct ar_heap *h, unsigned m)
+{
+    return atomic_load_explicit(&h->top[m], AR_RELAXED);
+}
+
+static inline void cache_set_top(struct ar_heap *h, unsigned m, void **t)
+{
+    atomic_store_explicit(&h->top[m], t, AR_RELAXED);
+}
+
+/* Blocks of class c a thread cache keeps: ARENA_TCACHE bytes' worth,
+ * 4 to 1024 of them, or none. */
+static unsigned cache_cap(unsigned c)
+{
+    if (ar_options.tcache_bytes == 0)
+        return 0;
+    size_t n = ar_options.tcache_bytes / ar_class_size(c);
+    return n < 4 ? 4 : n > 1024 ? 1024 : (unsigned)n;
+}
+
+/* ---- allocation slow path --------------------------------------------- */
+
+/* The cache of class c is empty (or off): fill it with half its capacity
+ * and hand out the first block. */
+void *ar_heap_refill(struct ar_heap *h, unsigned c)
+{
+    unsigned m = c + 1;
+    void **end = h->end[m];
+    AR_ASSERT(cache_top(h, m) == end, "refill of a cache that is not empty\n");
     /* The thread cache of a class turns on when the thread first allocates
      * from it.  A thread that only frees blocks of c (a consumer fed by
      * other threads) gives them straight back to their pools instead of
      * holding them, where their owners could not reuse them. */
-    if (ar_unlikely(h->cache[c].limit == 0))
-        h->cache[c].limit = cache_limit(c);
-    for (;;) {
-        struct ar_pool *p = h->lists[c];
-        if (p != &ar_pool_none) {
-            if (ar_pool_refill(p)) {
-                struct ar_block *b = p->free;
-                if ((uintptr_t)b - (uintptr_t)ar_pool_base(p) >= AR_POOL_SIZE)
-                    ar_fatal("libarena: corrupted free list: pool %p (size class %zu) "
-                             "points to %p, outside it\n",
-                             (void *)ar_pool_base(p), ar_class_size(c), (void *)b);
-                p->free = ar_next_get(b);
-                ar_used_set(p, ar_used_get(p) + 1);
-                ar_on_alloc(p, b);
-                return b;
+    if (h->room[m] == end)
+        h->room[m] = end - h->cap[m];
+    unsigned want = h->cap[m] / 2, n = 0;
+    if (want == 0) {
+        void *b = NULL;
+        for (struct ar_pool *p; b == NULL;) {
+            if ((p = h->lists[c]) == NULL) {
+                sweep_remote(h, c);
+                if ((p = h->lists[c]) == NULL && (p = acquire_pool(h, c)) == NULL) {
+                    errno = ENOMEM;
+                    return NULL;
+                }
             }
+            if ((b = ar_pool_take_one(p)) == NULL) {
+                list_remove(h, c, p);
+                full_push(h, c, p);
+            }
+        }
+        ar_on_alloc(b, c);
+        return b;
+    }
+    while (n < want) {
+        struct ar_pool *p = h->lists[c];
+        if (p == NULL) {
+            sweep_remote(h, c);
+            if ((p = h->lists[c]) == NULL) {
+                if (n > 0)
+                    break;
+                if ((p = acquire_pool(h, c)) == NULL) {
+                    errno = ENOMEM;
+                    return NULL;
+                }
+            }
+        }
+        n += ar_pool_take(p, end - n, want - n);
+        if (n < want) {                 /* p has nothing left */
             list_remove(h, c, p);
             full_push(h, c, p);
-            continue;
         }
-        sweep_remote(h, c);
-        if (h->lists[c] != &ar_pool_none)
-            continue;
-        pthread_mutex_lock(&ar_lock);
-        p = ar_arena_pool_acquire();
-        if (p != NULL)
-            ar_pool_init(p, c, h);
-        pthread_mutex_unlock(&ar_lock);
-        if (p == NULL) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        ar_on_pool_acquire(ar_pool_base(p));
-        list_push_tail(h, c, p);            /* the list was empty: p is current */
     }
-}
-
-void *ar_alloc_slow(size_t size)
-{
-    if (size > AR_SMALL_MAX)
-        return ar_sys_malloc(size);
-    struct ar_heap *h = ar_tls_heap;
-    if (ar_unlikely(h == &ar_heap_none) && (h = heap_create()) == NULL) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return heap_alloc(h, ar_class_of(size));
+    void **t = end - n;
+    void *b = *t;
+    cache_set_top(h, m, t + 1);
+    ar_on_alloc(b, c);
+    return b;
 }
 
 /* ---- free slow paths -------------------------------------------------- */
 
-/* Same thread, after the push: the pool was full (its count carried
- * AR_FULL_BIAS), or is now empty. */
-void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr)
+static void adopt(struct ar_heap *h, struct ar_heap *dead);
+
+/* Same heap, after the push: the pool was full (its count carried the
+ * bias), or is now empty. */
+static void free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr, uint32_t used)
 {
     unsigned c = p->cls;
     if (ar_state_get(p) == AR_POOL_FULL) {
         full_remove(h, c, p);
-        list_push_tail(h, c, p);
-    } else if ((int32_t)ar_used_get(p) < 0 || ar_state_get(p) == AR_POOL_CURRENT) {
-        /* More frees than blocks handed out: the current pool's count went
-         * through its hold, or another pool's went below zero. */
-        ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(c));
+        used = ar_used_get(p);
+        if (used != 0) {
+            list_push_tail(h, c, p);
+            return;
+        }
+        if (h->lists[c] == NULL) {
+            list_push_tail(h, c, p);
+            return;
+        }
+        pool_give_back(h, p);
+        return;
     }
-    if (ar_used_get(p) == 0) {              /* never the current pool: it has the hold */
-        list_remove(h, c, p);
-        pool_give_back(p);
+    /* More frees than blocks handed out: the current pool's count went
+     * through its hold, or another pool's below zero. */
+    if ((int32_t)used < 0 || ar_state_get(p) == AR_POOL_CURRENT)
+        ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(c));
+    list_remove(h, c, p);               /* used == 0: not the current pool */
+    pool_give_back(h, p);
+}
+
+/* A block of a pool h does not own: push it on the pool's remote list.
+ * The first block on an empty list tells the owner, and if the owner's
+ * thread is gone, h adopts the owner's whole heap. */
+static void free_remote(struct ar_heap *h, struct ar_pool *p, void *ptr)
+{
+    struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
+    if (owner == NULL)
+        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
+                 ptr);
+    unsigned c = p->cls;                /* before the push: the pool may go after it */
+    if (!ar_pool_push_remote(p, ptr))
+        return;
+    /* Read the owner again after the push: a heap that adopted the pool in
+     * between either collected the block or is the one read here. */
+    owner = atomic_load_explicit(&p->owner, memory_order_acquire);
+    if (owner == NULL)
+        return;
+    atomic_store_explicit(&owner->remote_hint[c], 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&owner->state, memory_order_seq_cst) != AR_HEAP_DEAD)
+        return;
+    /* A thread that never allocated takes a heap now: it may be the dead
+     * one itself, which then is this thread's and collects the block. */
+    if (h == &ar_heap_none && (h = ar_heap_get()) == NULL)
+        return;
+    if (h != owner)
+        adopt(h, owner);
+}
+
+/* Give a freed block (hooks already run) back to its pool. */
+static void free_to_pool(struct ar_heap *h, void *ptr)
+{
+    struct ar_arena *a = ar_registry_arena(ptr);
+    struct ar_pool *p = ar_pool_of(a, ptr);
+    if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
+        free_remote(h, p, ptr);
+        return;
+    }
+    uint32_t used = ar_pool_push_local(p, ptr);
+    if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
+        free_local_slow(h, p, ptr, used);
+}
+
+/* Give the oldest entries of cache m back to their pools until `keep` are
+ * left; the newest stay. */
+static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
+{
+    void **t = cache_top(h, m), **end = h->end[m];
+    unsigned n = (unsigned)(end - t);
+    if (n <= keep)
+        return;
+    for (void **e = t + keep; e < end; e++)
+        free_to_pool(h, *e);
+    memmove(end - keep, t, keep * sizeof(void *));
+    cache_set_top(h, m, end - keep);
+}
+
+static void flush_all(struct ar_heap *h)
+{
+    for (unsigned m = 1; m < AR_NMAP; m++)
+        cache_flush(h, m, 0);
+}
+
+/* The free fast path found no room in cache m (full, or off), for a block
+ * the registry maps to m. */
+void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr)
+{
+    void **t = cache_top(h, m);
+    if (ar_unlikely(ptr == *t))
+        ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
+    ar_on_free(ptr, m - 1);
+    if (h != &ar_heap_none)
+        tidy(h);
+    if (h->room[m] == h->end[m]) {      /* no cache: straight to the pool */
+        free_to_pool(h, ptr);
+        return;
+    }
+    cache_flush(h, m, h->cap[m] / 2);
+    t = cache_top(h, m);
+    t[-1] = ptr;
+    cache_set_top(h, m, t - 1);
+}
+
+/* A block of ours that the registry maps to 0: its pool is free (a bad
+ * free) or belongs to a heap without a thread cache. */
+void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr)
+{
+    struct ar_pool *p = ar_pool_of(a, ptr);
+    if (ar_state_get(p) == AR_POOL_FREE)
+        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
+                 ptr);
+    ar_on_free(ptr, p->cls);
+    if (h != &ar_heap_none)
+        tidy(h);
+    free_to_pool(h, ptr);
+}
+
+/* ---- heap life cycle -------------------------------------------------- */
+
+static void heap_exit(void *arg);
+
+/* A heap and its cache slots, from metadata.  ar_lock held. */
+static struct ar_heap *heap_new(void)
+{
+    size_t slots = 0;
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        slots += cache_cap(c) + 1;
+    struct ar_heap *h = ar_meta_alloc(sizeof(*h) + slots * sizeof(void *));
+    if (h == NULL)
+        return NULL;
+    void **s = (void **)(h + 1);
+    h->top[0] = h->room[0] = h->end[0] = none_slot;
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        unsigned m = c + 1;
+        h->cap[m] = (uint16_t)cache_cap(c);
+        h->end[m] = s + h->cap[m];
+        *h->end[m] = NULL;
+        s = h->end[m] + 1;
+    }
+    ar_arenas_init(&h->arenas);
+    atomic_store_explicit(&h->state, AR_HEAP_DEAD, AR_RELAXED);
+    atomic_store_explicit(&h->next_all, atomic_load_explicit(&ar_all_heaps, AR_RELAXED),
+                          AR_RELAXED);
+    atomic_store_explicit(&ar_all_heaps, h, memory_order_release);
+    heaps.created++;
+    return h;
+}
+
+static void dead_push(struct ar_heap *h)
+{
+    struct ar_heap **list = h->pools ? &heaps.dead_pools : &heaps.dead_empty;
+    h->next_free = *list;
+    *list = h;
+}
+
+static bool dead_remove(struct ar_heap *h)
+{
+    struct ar_heap **link = h->pools ? &heaps.dead_pools : &heaps.dead_empty;
+    for (; *link != NULL; link = &(*link)->next_free)
+        if (*link == h) {
+            *link = h->next_free;
+            return true;
+        }
+    return false;
+}
+
+/* The calling thread's heap: its own, or a dead one, or a new one. */
+struct ar_heap *ar_heap_get(void)
+{
+    struct ar_heap *h = ar_tls_heap;
+    if (h != &ar_heap_none)
+        return h;
+    pthread_mutex_lock(&ar_lock);
+    heaps.locks++;
+    if ((h = heaps.dead_pools) != NULL) {
+        heaps.dead_pools = h->next_free;
+        heaps.reused++;
+    } else if ((h = heaps.dead_empty) != NULL) {
+        heaps.dead_empty = h->next_free;
+        heaps.reused++;
+    } else {
+        h = heap_new();
+    }
+    if (h != NULL) {
+        atomic_store_explicit(&h->state, AR_HEAP_LIVE, AR_RELAXED);
+        heaps.live++;
+    }
+    pthread_mutex_unlock(&ar_lock);
+    if (h == NULL)
+        return NULL;
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        cache_set_top(h, m, h->end[m]);
+        h->room[m] = h->end[m];         /* off until the first allocation */
+    }
+    for (unsigned c = 0; c < AR_NCLASS; c++)   /* inherited full pools: look */
+        atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
+    /* Set the thread pointer first: pthread_setspecific may allocate, and
+     * that allocation must find this heap, not make another. */
+    ar_tls_heap = h;
+    pthread_setspecific(heap_key, h);
+    return h;
+}
+
+/* Move every pool of `from`'s lists into h's (adoption). */
+static void take_lists(struct ar_heap *h, struct ar_heap *from)
+{
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        for (struct ar_pool *p = from->lists[c], *next; p != NULL; p = next) {
+            next = p->next;
+            if (ar_state_get(p) == AR_POOL_CURRENT)
+                ar_pool_drop_current(p);
+            atomic_store_explicit(&p->owner, h, memory_order_release);
+            p->prev = p->next = NULL;
+            ar_pool_collect(p);
+            place_pool(h, c, p);
+        }
+        for (struct ar_pool *p = from->full[c], *next; p != NULL; p = next) {
+            next = p->next;
+            atomic_store_explicit(&p->owner, h, memory_order_release);
+            p->prev = p->next = NULL;
+            ar_pool_unfull(p);
+            ar_pool_collect(p);
+            place_pool(h, c, p);
+        }
+        from->lists[c] = from->tails[c] = from->full[c] = NULL;
+        atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
     }
 }
 
-static void free_orphan(struct ar_pool *p, struct ar_block *b)
+/* h (live, this thread's) takes over the pools and arenas of a dead heap.
+ * The arenas move first, so that a pool that turns out empty while its
+ * lists move goes back to the arena set that now holds its arena. */
+static void adopt(struct ar_heap *h, struct ar_heap *dead)
 {
     pthread_mutex_lock(&ar_lock);
-    ar_next_set(b, p->free);
-    p->free = b;
-    uint32_t used = ar_used_get(p) - 1;
-    ar_used_set(p, used);
-    if ((int32_t)used < 0)
-        ar_fatal("libarena: double free of %p (size class %zu)\n", (void *)b,
-                 ar_class_size(p->cls));
-    if (used == 0)
-        ar_arena_pool_return(p);
+    heaps.locks++;
+    bool mine = atomic_load_explicit(&dead->state, AR_RELAXED) == AR_HEAP_DEAD &&
+                dead->pools != 0 && dead_remove(dead);
+    if (mine) {
+        atomic_store_explicit(&dead->state, AR_HEAP_ADOPTING, AR_RELAXED);
+        heaps.adopted++;
+    }
+    pthread_mutex_unlock(&ar_lock);
+    if (!mine)
+        return;
+    ar_arenas_move(&h->arenas, &dead->arenas);
+    unsigned pools = dead->pools;
+    dead->pools = 0;
+    h->pools += pools;
+    take_lists(h, dead);
+    pthread_mutex_lock(&ar_lock);
+    atomic_store_explicit(&dead->state, AR_HEAP_DEAD, AR_RELAXED);
+    dead_push(dead);
     pthread_mutex_unlock(&ar_lock);
 }
 
-/* A block of a pool this thread does not own: push it on the pool's
- * remote list (one compare-and-swap), or free it under the lock if the
- * pool is an orphan. */
-static void free_remote(struct ar_pool *p, void *ptr)
+/* Take in remote frees and hand back every empty pool, current ones too.
+ * The hints are cleared first: a remote free into any pool after its
+ * collection here sets one again. */
+static void sweep_all(struct ar_heap *h)
 {
-    struct ar_block *b = ptr;
-    struct ar_heap *owner = atomic_load_explicit(&p->owner, memory_order_acquire);
-    /* Read before the push: once the block is on the remote list the owner
-     * may collect it and the pool may be given back and taken again. */
-    unsigned cls = p->cls;
-    uintptr_t old = atomic_load_explicit(&p->remote, AR_RELAXED);
-    if (owner == NULL && !(old & AR_REMOTE_ORPHAN))
-        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
-                 ptr);
-    atomic_fetch_add_explicit(&p->remote_count, 1, AR_RELAXED);
-    do {
-        if (old & AR_REMOTE_ORPHAN) {
-            atomic_fetch_sub_explicit(&p->remote_count, 1, AR_RELAXED);
-            free_orphan(p, b);
-            return;
-        }
-        ar_next_set(b, (struct ar_block *)old);
-    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &old, (uintptr_t)b,
-                                                    memory_order_release, AR_RELAXED));
-    if (old == 0 && owner != NULL)
-        atomic_fetch_add_explicit(&owner->remote_hint[cls], 1, AR_RELAXED);
-}
-
-/* Give a freed block (hooks already run) back to its pool: pushed on the
- * pool's free list if h owns it, else on its remote list. */
-void ar_free_to_pool(struct ar_heap *h, struct ar_arena *a, void *ptr)
-{
-    struct ar_pool *p = ar_pool_of(a, ptr);
-    if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
-        free_remote(p, ptr);
-        return;
-    }
-    uint32_t used = ar_used_get(p) - 1;
-    ar_next_set(ptr, p->free);
-    p->free = ptr;
-    ar_used_set(p, used);
-    if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
-        ar_free_local_slow(h, p, ptr);
-}
-
-/* Give the cache's blocks back to their pools until `keep` are left. */
-static void cache_flush(struct ar_heap *h, unsigned c, uint32_t keep)
-{
-    struct ar_tcache *e = &h->cache[c];
-    uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
-    while (n > keep) {
-        struct ar_block *b = e->head;
-        e->head = ar_next_get(b);
-        n--;
-        ar_free_to_pool(h, ar_registry_lookup(b), b);
-    }
-    atomic_store_explicit(&e->count, n, AR_RELAXED);
-}
-
-/* The free fast path could not push on the thread cache: the pool is not
- * in use, the thread has no heap, its cache of class c is off (the thread
- * has not allocated from c, or ARENA_TCACHE=0), or it is full. */
-void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr)
-{
-    if (c >= AR_NCLASS)
-        ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
-                 ptr);
-    ar_on_free(a, c, ptr);
-    struct ar_heap *h = ar_tls_heap;
-    struct ar_tcache *e = &h->cache[c];
-    if (e->limit == 0) {
-        ar_free_to_pool(h, a, ptr);
-        return;
-    }
-    uint32_t n = atomic_load_explicit(&e->count, AR_RELAXED);
-    if (n >= e->limit) {
-        cache_flush(h, c, e->limit / 2);
-        n = atomic_load_explicit(&e->count, AR_RELAXED);
-    }
-    ar_next_set(ptr, e->head);
-    e->head = ptr;
-    atomic_store_explicit(&e->count, n + 1, AR_RELAXED);
-}
-
-/* ---- explicit release and stats --------------------------------------- */
-
-/* Hand back the calling thread's empty pools, taking in remote frees. */
-void ar_heap_release_empty(struct ar_heap *h)
-{
-    if (h == &ar_heap_none)
-        return;
-    flush_all(h);
     for (unsigned c = 0; c < AR_NCLASS; c++) {
-        atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
-        sweep_remote(h, c);
-        struct ar_pool *p = h->lists[c], *next;
-        for (; p != &ar_pool_none && p != NULL; p = next) {
+        atomic_store_explicit(&h->remote_hint[c], 0, memory_order_seq_cst);
+        for (struct ar_pool *p = h->full[c], *next; p != NULL; p = next) {
             next = p->next;
-            ar_pool_collect(p, 0);
-            if (ar_used_get(p) == (h->lists[c] == p ? 1u : 0u)) {
+            if (ar_pool_collect(p) > 0) {
+                full_remove(h, c, p);
+                place_pool(h, c, p);
+            }
+        }
+        for (struct ar_pool *p = h->lists[c], *next; p != NULL; p = next) {
+            next = p->next;
+            ar_pool_collect(p);
+            if (ar_pool_is_empty(p)) {
                 list_remove(h, c, p);
-                pool_give_back(p);
+                pool_give_back(h, p);
             }
         }
     }
 }
 
+static bool any_hint(struct ar_heap *h)
+{
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        if (atomic_load_explicit(&h->remote_hint[c], memory_order_seq_cst))
+            return true;
+    return false;
+}
+
+/* Thread exit.  The heap becomes DEAD with what is still live in it.  A
+ * remote free that lands between the last sweep and the moment the heap
+ * is DEAD would not make anyone adopt it (only a free into an empty
+ * remote list of a DEAD heap does), so after publishing DEAD the thread
+ * looks at its hints and, if a free came in, takes the heap back for
+ * another sweep. */
+static void heap_exit(void *arg)
+{
+    struct ar_heap *h = arg;
+    /* Flushing may adopt dead heaps whose pools this thread frees into:
+     * the sweep below then gives their empty pools back. */
+    flush_all(h);
+    bool first = true;
+    for (;;) {
+        sweep_all(h);
+#if ARENA_CHECKED
+        ar_heap_validate(h);
+#endif
+        ar_arenas_give_back(&h->arenas, false);
+        pthread_mutex_lock(&ar_lock);
+        heaps.locks++;
+        atomic_store_explicit(&h->state, AR_HEAP_DEAD, memory_order_seq_cst);
+        if (first) {
+            heaps.live--;
+            heaps.abandoned++;
+            first = false;
+        }
+        dead_push(h);
+        pthread_mutex_unlock(&ar_lock);
+        if (!any_hint(h))
+            break;
+        pthread_mutex_lock(&ar_lock);
+        bool again = atomic_load_explicit(&h->state, AR_RELAXED) == AR_HEAP_DEAD && dead_remove(h);
+        if (again)
+            atomic_store_explicit(&h->state, AR_HEAP_ADOPTING, AR_RELAXED);
+        pthread_mutex_unlock(&ar_lock);
+        if (!again)
+            break;                      /* another thread took it over */
+    }
+    ar_tls_heap = &ar_heap_none;
+}
+
+/* arena_release() for the calling thread's heap. */
+void ar_heap_release(struct ar_heap *h)
+{
+    if (h == &ar_heap_none)
+        return;
+    flush_all(h);
+    sweep_all(h);
+}
+
+/* Every heap's arena set: give back what it holds free, then the cache. */
+void ar_heaps_give_back(void)
+{
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
+         h = atomic_load_explicit(&h->next_all, memory_order_acquire))
+        ar_arenas_give_back(&h->arenas, true);
+    ar_arena_cache_trim(true, false);
+}
+
+/* The purger's look at every heap. */
+void ar_heaps_purge_idle(void)
+{
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
+         h = atomic_load_explicit(&h->next_all, memory_order_acquire))
+        ar_arenas_purge_idle(&h->arenas);
+    ar_arena_cache_trim(false, true);
+}
+
+/* ---- fork ------------------------------------------------------------- */
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&ar_lock);
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, AR_RELAXED); h != NULL;
+         h = atomic_load_explicit(&h->next_all, AR_RELAXED))
+        pthread_mutex_lock(&h->arenas.lock);
+}
+
+static void fork_parent(void)
+{
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, AR_RELAXED); h != NULL;
+         h = atomic_load_explicit(&h->next_all, AR_RELAXED))
+        pthread_mutex_unlock(&h->arenas.lock);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+static void fork_child(void)
+{
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, AR_RELAXED); h != NULL;
+         h = atomic_load_explicit(&h->next_all, AR_RELAXED)) {
+        pthread_mutex_unlock(&h->arenas.lock);
+        int state = atomic_load_explicit(&h->state, AR_RELAXED);
+        if (h == ar_tls_heap || state == AR_HEAP_DEAD)
+            continue;
+        if (state == AR_HEAP_LIVE) {
+            heaps.live--;
+            heaps.abandoned++;          /* its thread does not exist here */
+        }
+        atomic_store_explicit(&h->state, AR_HEAP_LOST, AR_RELAXED);
+    }
+    /* The dead heaps are consistent (they were on their lists, under the
+     * lock); an ADOPTING one was mid-merge and is LOST above. */
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* Once per process, before any thread can hold ar_lock: the fork handlers
+ * (so a fork() never copies a lock held) and the key whose destructor
+ * drains a heap at thread exit.  Run by a constructor when the library is
+ * loaded, and by the first allocation if that comes earlier (a malloc
+ * replacement can be called before constructors run, while the process is
+ * single-threaded). */
+void ar_heap_start(void)
+{
+    static atomic_flag done = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&done))
+        return;
+    pthread_key_create(&heap_key, heap_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((constructor)) static void heap_library_init(void)
+{
+    ar_heap_start();
+}
+
+/* ---- stats and checks ----------------------------------------------- */
+
 /* ar_lock held.  Blocks in thread caches are free: take them out of the
- * live counts that ar_arena_counts() took from the pools. */
+ * live counts that the pools gave.  A fork() child's copy of another
+ * thread's heap (LOST) may have been copied in the middle of a refill or
+ * a flush, so its cache and its pools can disagree by a batch; the sum is
+ * clamped once, so that the error stays a constant, not a function of
+ * what else is live. */
 void ar_heaps_stats(struct arena_stats *st)
 {
-    st->heaps_live = heaps_live;
-    st->heaps_abandoned = heaps_abandoned;
-    for (struct ar_heap *h = all_heaps; h != NULL; h = h->next_all) {
-        if (!h->live)
-            continue;
-        for (unsigned c = 0; c < AR_NCLASS; c++) {
-            uint64_t n = atomic_load_explicit(&h->cache[c].count, AR_RELAXED);
-            n = n < st->blocks_live_class[c] ? n : st->blocks_live_class[c];
-            st->blocks_live_class[c] -= n;
-            st->blocks_cached += n;
-        }
+    uint64_t cached[AR_NCLASS] = {0};
+    st->heaps_live = heaps.live;
+    st->heaps_abandoned = heaps.abandoned;
+    st->heaps_reused = heaps.reused;
+    st->heaps_adopted = heaps.adopted;
+    st->locks_global += heaps.locks;
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
+         h = atomic_load_explicit(&h->next_all, memory_order_acquire)) {
+        pthread_mutex_lock(&h->arenas.lock);
+        ar_arenas_count(&h->arenas, st);
+        pthread_mutex_unlock(&h->arenas.lock);
+        for (unsigned m = 1; m < AR_NMAP; m++)
+            cached[m - 1] += (uint64_t)(h->end[m] - cache_top(h, m));
     }
-    st->blocks_live = st->bytes_live = 0;
     for (unsigned c = 0; c < AR_NCLASS; c++) {
+        uint64_t n = cached[c] < st->blocks_live_class[c] ? cached[c] : st->blocks_live_class[c];
+        st->blocks_live_class[c] -= n;
+        st->blocks_cached += n;
         st->blocks_live += st->blocks_live_class[c];
         st->bytes_live += st->blocks_live_class[c] * ar_class_size(c);
     }
+}
+
+static _Noreturn void heap_broken(const struct ar_heap *h, unsigned c, const struct ar_pool *p,
+                                  const char *what)
+{
+    ar_fatal("libarena: invariant violated: heap %p, size class %zu, pool %p: %s\n",
+             (const void *)h, ar_class_size(c), p ? (void *)ar_pool_base(p) : NULL, what);
+}
+
+/* Owner: the lists, the cache and every pool on the lists. */
+void ar_heap_validate(struct ar_heap *h)
+{
+    unsigned pools = 0;
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        struct ar_pool *prev = NULL;
+        for (struct ar_pool *p = h->lists[c]; p != NULL; prev = p, p = p->next) {
+            unsigned want = p == h->lists[c] ? AR_POOL_CURRENT : AR_POOL_USED;
+            if (ar_state_get(p) != want)
+                heap_broken(h, c, p, "a class list pool in the wrong state");
+            if (p->prev != prev)
+                heap_broken(h, c, p, "a broken back link");
+            if (want == AR_POOL_USED && p->free == NULL && p->carved == p->nblocks &&
+                atomic_load_explicit(&p->remote, AR_RELAXED) == 0)
+                heap_broken(h, c, p, "a pool behind the head with nothing to hand out");
+            pools++;
+        }
+        if (h->tails[c] != prev)
+            heap_broken(h, c, prev, "the tail is not the last pool");
+        for (struct ar_pool *p = h->full[c]; p != NULL; p = p->next) {
+            if (ar_state_get(p) != AR_POOL_FULL || p->free != NULL || p->carved != p->nblocks)
+                heap_broken(h, c, p, "a full-list pool with blocks or in the wrong state");
+            pools++;
+        }
+        for (int full = 0; full < 2; full++)
+            for (struct ar_pool *p = full ? h->full[c] : h->lists[c]; p != NULL; p = p->next) {
+                if (atomic_load_explicit(&p->owner, AR_RELAXED) != h || p->cls != c)
+                    heap_broken(h, c, p, "a pool of another heap or class on the list");
+                if (ar_registry_map(ar_pool_base(p)) != c + 1)
+                    heap_broken(h, c, p, "the registry maps the pool to another class");
+                ar_pool_validate(p);
+            }
+    }
+    if (pools != h->pools)
+        heap_broken(h, 0, NULL, "the pool count is not the pools on the lists");
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        void **t = cache_top(h, m);
+        if (*h->end[m] != NULL || t > h->end[m] || t < h->room[m] ||
+            (h->room[m] != h->end[m] && h->room[m] != h->end[m] - h->cap[m]))
+            heap_broken(h, m - 1, NULL, "the thread cache's bounds are broken");
+        for (; t < h->end[m]; t++)
+            if (ar_registry_map(*t) != m)
+                heap_broken(h, m - 1, NULL, "a cached block is not of the cache's class");
+    }
+}
+
+void ar_validate(void)
+{
+    struct ar_heap *me = ar_tls_heap;
+    if (me != &ar_heap_none)
+        ar_heap_validate(me);
+    pthread_mutex_lock(&ar_lock);
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
+         h = atomic_load_explicit(&h->next_all, memory_order_acquire)) {
+        pthread_mutex_lock(&h->arenas.lock);
+        ar_arenas_validate(&h->arenas);
+        pthread_mutex_unlock(&h->arenas.lock);
+    }
+    ar_arena_validate_cache();
+    pthread_mutex_unlock(&ar_lock);
 }

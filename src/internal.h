@@ -1,15 +1,22 @@
 /*
  * libarena internals shared by the core files.  Not installed.
  *
- *   api.c       public entry points; small requests -> heap, large -> sys
- *   heap.c      per-thread heaps: class lists, refill, remote frees, exit
- *   pool.c      carving blocks, remote-free collection
- *   arena.c     arena descriptors, fullest-first choice, purge, release
- *   registry.c  arena address -> descriptor (two loads)
+ * Layers, top to bottom (a file calls only files below it):
+ *
+ *   api.c       public entry points and process start-up; the fast paths
+ *   stats.c     arena_get_stats / arena_print_stats (reads heaps, arenas)
+ *   purger.c    the optional background purger thread
+ *   heap.c      heaps: thread cache, class lists, refill, flush, remote
+ *               frees, thread exit, adoption of dead heaps, fork
+ *   pool.c      one pool: its state machine, carving, free lists, counts
+ *   arena.c     arenas: a heap's arena set (fullest first, purge) and the
+ *               process-wide part (backend, empty-arena cache)
+ *   hold.c      how much free memory recent demand justifies keeping
+ *   registry.c  address -> size class (fast path) and -> arena (slow paths)
  *   backend/    the OS contract (backend.h): mmap.c, brk.c
  *   meta.c      metadata memory (descriptors, heaps, registry leaves)
- *   stats.c     counters and the report
  *   options.c   ARENA_* environment variables, read once
+ *   fatal.c     report a misuse and abort
  *   sys.c       the system allocator for large requests
  *
  * Identifiers with external linkage start with ar_ and are hidden from the
@@ -33,6 +40,13 @@
 #define ar_likely(x) __builtin_expect(!!(x), 1)
 #define ar_unlikely(x) __builtin_expect(!!(x), 0)
 #define AR_TLS __thread __attribute__((tls_model("initial-exec")))
+#define AR_RELAXED memory_order_relaxed
+
+/* An empty asm telling the compiler that x may have changed, so that it
+ * addresses memory through x again instead of keeping a computed address
+ * in a register: one instruction less for gcc on the fast paths.  It emits
+ * no instruction. */
+#define ar_reload(x) __asm__("" : "+r"(x))
 
 #define AR_QUANTUM_SHIFT 4
 #define AR_QUANTUM (1u << AR_QUANTUM_SHIFT)          /* 16 */
@@ -50,7 +64,10 @@ _Static_assert(AR_ARENA_SIZE == ARENA_ARENA_SIZE, "arena size");
 _Static_assert(AR_POOLS == 64, "one 64-bit mask covers an arena's pools");
 
 /* Size class c holds blocks of (c + 1) * 16 bytes.  Sizes 1..512 map to
- * (size - 1) >> 4; size 0 is served as class 0. */
+ * (size - 1) >> 4; size 0 is served as class 0.  The fast paths and the
+ * registry use the "map index" m = c + 1 instead, so that 0 can mean
+ * "not a pool a thread cache may take": (size + 15) >> 4 is m for sizes
+ * 1..512 and 0 for size 0. */
 static inline unsigned ar_class_of(size_t size)
 {
     return size == 0 ? 0 : (unsigned)((size - 1) >> AR_QUANTUM_SHIFT);
@@ -59,88 +76,143 @@ static inline size_t ar_class_size(unsigned c)
 {
     return (size_t)(c + 1) << AR_QUANTUM_SHIFT;
 }
+static inline unsigned ar_class_blocks(unsigned c)
+{
+    return (unsigned)(AR_POOL_SIZE / ar_class_size(c));
+}
 
-struct ar_block {
-    struct ar_block *next;
+/* fatal.c: print "libarena: ..." to stderr without allocating, then abort.
+ * The bottom of the stack: every layer may call it. */
+AR_HIDDEN _Noreturn void ar_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Invariants named in docs/design.md, asserted in the checked build. */
+#if ARENA_CHECKED
+#define AR_ASSERT(cond, ...)                                                   \
+    do {                                                                       \
+        if (ar_unlikely(!(cond)))                                              \
+            ar_fatal("libarena: invariant violated (" __FILE__ "): " __VA_ARGS__); \
+    } while (0)
+#else
+#define AR_ASSERT(cond, ...) ((void)0)
+#endif
+
+/* ======================================================================
+ * options.c
+ * ====================================================================== */
+
+enum { AR_PURGE_AUTO, AR_PURGE_FIXED, AR_PURGE_EAGER, AR_PURGE_OFF };
+#define AR_AUTO UINT32_MAX
+
+struct ar_options {
+    int purge;                          /* AR_PURGE_*                       */
+    unsigned purge_pools;               /* AUTO: the floor; FIXED: budget   */
+    unsigned arena_cache;               /* empty arenas kept, or AR_AUTO    */
+    unsigned decay_ms;                  /* the learned hold halves this often */
+    unsigned tcache_bytes;              /* thread cache per class, 0: off   */
+    unsigned purger_delay_ms;           /* ARENA_PURGE_DELAY_MS             */
+    bool purger;                        /* ARENA_PURGER=1                   */
+    bool print_stats;                   /* ARENA_STATS=1                    */
+    const char *backend;                /* ARENA_BACKEND or NULL            */
 };
+extern struct ar_options ar_options;
+AR_HIDDEN void ar_options_read(void);
 
-/* Pool states (owner's view).  See docs/design.md, "pool state machine".
- *   FREE    in its arena's free mask, held by no heap
- *   USED    on its heap's class list, not the head; has a free block
- *   CURRENT the head of its heap's class list: the pool the fast path
- *           pops from; `used` counts one extra, the heap's hold, so it
- *           stays the current pool even when its last block is freed
- *   FULL    on its heap's full list: no free block and nothing left to carve
- *   ORPHAN  its heap's thread exited with blocks still live; frees take the
- *           global lock; it goes back to its arena when the last one is freed
- */
-enum { AR_POOL_FREE, AR_POOL_USED, AR_POOL_CURRENT, AR_POOL_FULL, AR_POOL_ORPHAN };
+/* ======================================================================
+ * hold.c: the demand that justifies keeping free memory
+ * ====================================================================== */
 
-/* Low bit of ar_pool.remote: the pool is an orphan, remote frees must take
- * the global lock instead of pushing.  Blocks are 16-aligned. */
-#define AR_REMOTE_ORPHAN ((uintptr_t)1)
+/* Counts units (pools, or arenas) of free memory.  `given` is what was
+ * given back to the OS recently; when units must then come fresh from the
+ * OS again (a purged pool refaulted, an arena mapped again) while `given`
+ * is non-zero, that was a mistake: `learned` grows by as many units, and
+ * from then on that much free memory is kept.  Both halve every
+ * ar_options.decay_ms without new mistakes. */
+struct ar_hold {
+    uint32_t learned;
+    uint32_t given;
+    uint64_t stamp;                     /* ar_now_ms() of the last halving  */
+};
+AR_HIDDEN uint64_t ar_now_ms(void);     /* coarse monotonic clock           */
+AR_HIDDEN void ar_hold_given(struct ar_hold *h, uint32_t n);
+AR_HIDDEN void ar_hold_fresh(struct ar_hold *h, uint32_t n);
+AR_HIDDEN uint32_t ar_hold_keep(struct ar_hold *h, uint32_t floor);
+/* Tests: replace the clock (NULL restores it). */
+AR_HIDDEN void ar_clock_override(uint64_t (*now_ms)(void));
+
+/* ======================================================================
+ * meta.c: zeroed metadata memory, never unmapped (global lock held)
+ * ====================================================================== */
+
+AR_HIDDEN void *ar_meta_alloc(size_t size);   /* 64-byte aligned pieces    */
+AR_HIDDEN void *ar_meta_page(void);           /* one 4 KiB page            */
+AR_HIDDEN void ar_meta_purge(void *page);     /* give a page back (reads 0) */
+AR_HIDDEN void ar_meta_unpurge(void *page);
+AR_HIDDEN uint64_t ar_meta_bytes(void);       /* mapped and not purged      */
+AR_HIDDEN bool ar_meta_contains(const void *p);
+
+/* ======================================================================
+ * Descriptors
+ * ====================================================================== */
 
 struct ar_heap;
+struct ar_arenas;
 
-/* Owner-only counter update: a relaxed load and store, no read-modify-write
- * instruction, so the fast path stays free of atomic operations while a
- * stats reader on another thread still reads a whole value. */
-#define AR_RELAXED memory_order_relaxed
-#define ar_used_get(p) atomic_load_explicit(&(p)->used, AR_RELAXED)
-#define ar_used_set(p, v) atomic_store_explicit(&(p)->used, (v), AR_RELAXED)
-/* A FULL pool's `used` is stored minus AR_FULL_BIAS, i.e. negative as an
- * int32_t, so the free fast path catches "this pool was full" and "this
- * pool is now empty" with one signed test: (int32_t)(used - 1) <= 0. */
+/* Pool states (see docs/design.md, "pool state machine").
+ *   FREE    in its arena's free mask, held by no heap
+ *   CURRENT the head of its heap's class list, the pool refills take from;
+ *           `used` counts one extra, the heap's hold
+ *   USED    on its heap's class list behind the head
+ *   FULL    on its heap's full list: nothing free, nothing left to carve
+ * A pool whose heap has no thread (a dead heap) keeps its state; the heap
+ * map calls it an orphan. */
+enum { AR_POOL_FREE, AR_POOL_CURRENT, AR_POOL_USED, AR_POOL_FULL };
+
+/* A FULL pool's `used` is stored minus AR_FULL_BIAS (negative as int32_t),
+ * so a free catches "was full" and "now empty" with one signed test. */
 #define AR_FULL_BIAS ((uint32_t)1 << 30)
-#define ar_state_get(p) atomic_load_explicit(&(p)->state, AR_RELAXED)
-#define ar_state_set(p, v) atomic_store_explicit(&(p)->state, (uint8_t)(v), AR_RELAXED)
 
-/* Pool descriptor: one cache line, outside the pool's own memory, so all
- * 4096 bytes of a pool hold blocks and a purged pool loses nothing.  An
- * arena's 64 pool descriptors fill one page of metadata exactly; the
- * registry maps the arena's address to that page. */
+/* Pool descriptor: one cache line, outside the pool's memory, so all 4096
+ * bytes of a pool hold blocks.  An arena's 64 descriptors fill one page. */
 struct ar_pool {
-    alignas(64) struct ar_block *free;  /* owner-local free list           */
-    _Atomic uint32_t used;              /* blocks handed out and not freed
-                                           locally; only the owner (or the
-                                           lock holder, for orphans) writes
-                                           it, stats read it: relaxed     */
-    uint16_t nblocks;                   /* capacity: 4096 / class size      */
+    alignas(64) void *free;             /* owner: local free list (links
+                                           encoded, see pool.c)             */
+    _Atomic uint32_t used;              /* blocks handed out (thread caches
+                                           included) and not back in this
+                                           pool; +1 hold while CURRENT;
+                                           -AR_FULL_BIAS while FULL.  Only
+                                           the owner writes; stats read     */
+    uint16_t nblocks;                   /* 4096 / class size                */
     uint16_t carved;                    /* blocks carved so far (bump)      */
-    uint8_t cls;                        /* set under ar_lock at acquire     */
-    _Atomic uint8_t state;              /* AR_POOL_*; owner writes, relaxed;
-                                           FULL <=> on the heap's full list */
+    uint8_t cls;                        /* size class while not FREE; set
+                                           with the set's lock held          */
+    _Atomic uint8_t state;              /* AR_POOL_*; owner writes          */
     _Atomic uint32_t remote_count;      /* blocks on the remote list        */
-    _Atomic(struct ar_heap *) owner;    /* NULL when FREE or ORPHAN         */
-    _Atomic uintptr_t remote;           /* remote-free list | ORPHAN bit    */
+    _Atomic(struct ar_heap *) owner;    /* NULL while FREE                  */
+    _Atomic uintptr_t remote;           /* remote-free list (links encoded) */
     struct ar_pool *prev, *next;        /* heap class list or full list     */
-    struct ar_arena *arena;             /* the arena header                 */
+    struct ar_arena *arena;
 };
 _Static_assert(sizeof(struct ar_pool) == 64, "pool descriptor is a cache line");
 _Static_assert(sizeof(struct ar_pool) * AR_POOLS == AR_POOL_SIZE,
                "an arena's pool descriptors fill one page");
 
-/* Arena header.  Its pool descriptors are a separate, page-aligned page of
- * metadata, which is purged when the arena is released, so an allocator
- * that has given its arenas back does not keep their descriptors resident. */
-#define AR_CLS_NONE AR_NCLASS            /* class map entry of a free pool   */
-
+/* Arena header (metadata).  Masks: a FREE pool is in free_mask and in at
+ * most one of dirty_mask (its pages may be resident) and purged_mask (given
+ * back with the backend's purge); a free pool in neither was never touched.
+ * young_mask: returned since the purger last looked.  All of it is written
+ * with the owning set's lock held (or the global lock while the arena is
+ * in the global cache). */
 struct ar_arena {
-    /* Size class of each pool, AR_CLS_NONE while the pool is free: the
-     * free fast path learns a block's class here, from one cache line per
-     * arena, without touching the pool descriptor.  Written under ar_lock
-     * when a pool is taken or given back, read without a lock. */
-    alignas(64) _Atomic uint8_t cls[AR_POOLS];
     struct ar_pool *pools;              /* 64 descriptors, one page         */
     uintptr_t base;                     /* 256 KiB aligned                  */
-    /* Below: written by the arena layer whenever a pool is taken or given
-     * back; kept off the lines that frees from any thread read. */
-    alignas(64) uint64_t free_mask;     /* pools held by no heap            */
-    uint64_t dirty_mask;                /* free pools that may be resident  */
+    _Atomic(struct ar_arenas *) set;    /* owning heap's set; NULL: cached  */
+    uint64_t free_mask, dirty_mask, purged_mask, young_mask;
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
-    struct ar_arena *prev, *next;       /* bucket list (by nfree)           */
-    struct ar_arena *dirty_prev, *dirty_next; /* arenas with dirty pools    */
+    bool cached;                        /* in the global cache (ar_lock)    */
+    bool young;                         /* cached since the purger's last look */
+    struct ar_arena *prev, *next;       /* set bucket, or global cache      */
+    struct ar_arena *dirty_prev, *dirty_next; /* set's arenas with dirty pools */
 #if ARENA_CHECKED
     _Atomic uint64_t ck_live[AR_POOLS][4];    /* blocks handed out (check.c) */
 #endif
@@ -150,11 +222,7 @@ static inline unsigned ar_pool_index(const struct ar_pool *p)
 {
     return (unsigned)((uintptr_t)p / sizeof(struct ar_pool)) & (AR_POOLS - 1);
 }
-static inline struct ar_arena *ar_pool_arena(struct ar_pool *p)
-{
-    return p->arena;
-}
-static inline char *ar_pool_base(struct ar_pool *p)
+static inline char *ar_pool_base(const struct ar_pool *p)
 {
     return (char *)(p->arena->base + ((uintptr_t)ar_pool_index(p) << AR_POOL_SHIFT));
 }
@@ -162,129 +230,205 @@ static inline unsigned ar_pool_index_of(const void *ptr)
 {
     return (unsigned)((uintptr_t)ptr >> AR_POOL_SHIFT) & (AR_POOLS - 1);
 }
-/* The descriptor of the pool holding ptr, given its arena. */
 static inline struct ar_pool *ar_pool_of(struct ar_arena *a, const void *ptr)
 {
     return &a->pools[ar_pool_index_of(ptr)];
 }
 
-/* Thread heap.  lists[c] is the head of class c's list of pools with free
- * blocks (or &ar_pool_none).  Key invariant: every pool on lists[c] except
- * the head has at least one free or carvable block. */
-/* Thread cache of one size class: blocks freed by this thread, handed out
- * again first (last in, first out).  `count` is written by the owner only
- * and read by stats (relaxed).  Past `limit` half the cache goes back to
- * the blocks' pools.  The extra entry cache[AR_CLS_NONE] has limit 0: a
- * free whose class map says "no pool here" lands on it and fails into the
- * slow path, which reports it. */
-struct ar_tcache {
-    struct ar_block *head;
-    _Atomic uint32_t count;
-    uint32_t limit;
+/* ======================================================================
+ * registry.c
+ * ====================================================================== */
+
+/* Two levels over the 47-bit user address space: the top level (bits
+ * 35..46) leads to leaves that cover 32 GiB each.  A leaf has one byte per
+ * pool, the pool's map index (class + 1, or 0), and one pointer per arena.
+ * Every top-level entry leads to a leaf: unused ones to a shared leaf of
+ * zeros, so a lookup of any address needs no NULL test.
+ *
+ * ar_reg_top[i] holds the address of leaf i's map bytes minus (i << 23):
+ * then ar_reg_top[a >> 35] + (a >> 12) is the map byte of the pool at a,
+ * with no mask on the pool number.  Bits above 46 are not masked either:
+ * the kernel maps nothing there for a process that does not ask for it
+ * with an explicit hint, and no allocator hands out such an address; the
+ * checked build rejects one before looking it up. */
+#define AR_REG_LEAF_SHIFT 35
+#define AR_REG_TOP (1u << (47 - AR_REG_LEAF_SHIFT))                 /* 4096 */
+#define AR_REG_LEAF_POOLS (1u << (AR_REG_LEAF_SHIFT - AR_POOL_SHIFT))
+#define AR_REG_LEAF_ARENAS (1u << (AR_REG_LEAF_SHIFT - AR_ARENA_SHIFT))
+
+struct ar_reg_leaf {
+    _Atomic uint8_t map[AR_REG_LEAF_POOLS];           /* 8 MiB virtual */
+    _Atomic(struct ar_arena *) arena[AR_REG_LEAF_ARENAS]; /* 1 MiB virtual */
 };
+extern _Atomic uintptr_t ar_reg_top[AR_REG_TOP];
 
-struct ar_heap {
-    struct ar_tcache cache[AR_NCLASS + 1];
-    struct ar_pool *lists[AR_NCLASS];
-    struct ar_pool *tails[AR_NCLASS];
-    struct ar_pool *full[AR_NCLASS];
-    _Atomic uint32_t remote_hint[AR_NCLASS]; /* remote frees into FULL pools */
-    struct ar_heap *next_all;           /* every heap ever made             */
-    struct ar_heap *next_free;          /* heaps free for reuse             */
-    bool live;
-};
+static inline struct ar_reg_leaf *ar_reg_leaf_of(uintptr_t a)
+{
+    uintptr_t i = (a >> AR_REG_LEAF_SHIFT) & (AR_REG_TOP - 1);
+    return (struct ar_reg_leaf *)(atomic_load_explicit(&ar_reg_top[i], memory_order_acquire) +
+                                  (i << (AR_REG_LEAF_SHIFT - AR_POOL_SHIFT)));
+}
 
-/* The metadata sizes quoted in docs/design.md ("Metadata and its
- * overhead"); change both together. */
-#if !ARENA_CHECKED
-_Static_assert(sizeof(struct ar_arena) == 192, "arena header size in docs/design.md");
-#endif
-_Static_assert(sizeof(struct ar_heap) == 1448, "thread heap size in docs/design.md");
-
-/* The empty list head and the heap of a thread that has not allocated yet:
- * both make the fast path fail into the slow path without a NULL test. */
-extern struct ar_pool ar_pool_none;
-extern struct ar_heap ar_heap_none;
-extern AR_TLS struct ar_heap *ar_tls_heap;
-
-/* Global lock: arenas, registry writes, orphans, heap list, stats merging. */
-extern pthread_mutex_t ar_lock;
-
-/* registry.c: covers the 48-bit user address space of x86-64 and arm64
- * Linux.  Bits above 47 are ignored: the kernel maps nothing there for a
- * process that does not ask for it with an explicit hint, so no block of
- * ours and no block of the system allocator lives there. */
-#define AR_REG_LEAF_BITS 15
-#define AR_REG_TOP_BITS (48 - AR_ARENA_SHIFT - AR_REG_LEAF_BITS)
-#define AR_REG_MASK(bits) ((1u << (bits)) - 1)
-extern _Atomic(_Atomic(struct ar_arena *) *) ar_registry_top[1u << AR_REG_TOP_BITS];
-
-/* The arena holding p, or NULL if p is not in one of ours.  Reads only the
- * registry, never the memory p points to. */
-static inline struct ar_arena *ar_registry_lookup(const void *p)
+/* The map index of the pool holding p: class + 1 for a pool a thread
+ * cache may take, 0 for anything else (no pool of ours, a free pool, a
+ * pool of a user heap).  Never reads the memory p points to. */
+static inline size_t ar_registry_map(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    _Atomic(struct ar_arena *) *leaf = atomic_load_explicit(
-        &ar_registry_top[(a >> (AR_ARENA_SHIFT + AR_REG_LEAF_BITS)) & AR_REG_MASK(AR_REG_TOP_BITS)],
-        memory_order_acquire);
-    if (ar_unlikely(leaf == NULL))
-        return NULL;
-    return atomic_load_explicit(&leaf[(a >> AR_ARENA_SHIFT) & AR_REG_MASK(AR_REG_LEAF_BITS)],
-                                memory_order_relaxed);
+    uintptr_t biased =
+        atomic_load_explicit(&ar_reg_top[(a >> AR_REG_LEAF_SHIFT) & (AR_REG_TOP - 1)], AR_RELAXED);
+    return atomic_load_explicit((_Atomic uint8_t *)(biased + (a >> AR_POOL_SHIFT)), AR_RELAXED);
 }
-AR_HIDDEN int ar_registry_set(uintptr_t base, struct ar_arena *a); /* lock held */
 
-/* meta.c: zeroed metadata memory, never unmapped.  ar_meta_alloc gives
- * 64-byte aligned pieces, ar_meta_page one 4 KiB page; ar_meta_purge gives
- * a page's memory back to the OS (it reads as zero afterwards) and
- * ar_meta_unpurge accounts for its reuse. */
-AR_HIDDEN void *ar_meta_alloc(size_t size);
-AR_HIDDEN void *ar_meta_page(void);
-AR_HIDDEN void ar_meta_purge(void *page);
-AR_HIDDEN void ar_meta_unpurge(void *page);
-extern uint64_t ar_meta_bytes;          /* metadata mapped and not purged  */
-AR_HIDDEN bool ar_meta_contains(const void *p); /* checked build: bad frees */
+/* The arena holding p, or NULL if p is not in one of ours. */
+static inline struct ar_arena *ar_registry_arena(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return atomic_load_explicit(
+        &ar_reg_leaf_of(a)->arena[(a >> AR_ARENA_SHIFT) & (AR_REG_LEAF_ARENAS - 1)],
+        memory_order_acquire);
+}
 
-/* options.c */
-enum { AR_PURGE_OFF, AR_PURGE_EAGER, AR_PURGE_THRESHOLD };
-struct ar_options {
-    int purge;                          /* AR_PURGE_*                       */
-    unsigned purge_threshold;           /* dirty free pools before a sweep  */
-    unsigned arena_cache;               /* empty arenas kept                */
-    unsigned tcache_bytes;              /* thread cache per class, 0: off   */
-    bool print_stats;                   /* ARENA_STATS=1                    */
-    const char *backend;                /* ARENA_BACKEND or NULL            */
+AR_HIDDEN int ar_registry_set_arena(uintptr_t base, struct ar_arena *a); /* global lock */
+AR_HIDDEN void ar_registry_set_map(const struct ar_pool *p, unsigned m);
+
+/* ======================================================================
+ * arena.c
+ * ====================================================================== */
+
+/* A heap's arenas.  Usable arenas sit in buckets by free pools (1..64);
+ * pools come from the arena with the fewest.  The lock is per heap: the
+ * owner takes it when a pool comes or goes (slow paths only), the purger,
+ * stats and fork take it from outside.  Never hold it while taking the
+ * global lock. */
+struct ar_arenas {
+    pthread_mutex_t lock;
+    struct ar_arenas *next_set;         /* every set, for borrowing (ar_lock) */
+    struct ar_arena *buckets[AR_POOLS + 1];
+    uint64_t bucket_bits[2];
+    struct ar_arena *dirty_head, *dirty_tail;  /* oldest dirty first      */
+    unsigned arenas, empty_arenas, pools_in_use, dirty_pools;
+    struct ar_hold pools_hold;          /* dirty free pools worth keeping   */
+    struct ar_hold arenas_hold;         /* empty arenas worth keeping       */
 };
-extern struct ar_options ar_options;
-AR_HIDDEN void ar_options_read(void);
 
-/* arena.c (all with ar_lock held) */
-AR_HIDDEN void ar_init_slow(void);      /* first use: options, backend     */
+/* Global lock: arena reservation and release, the empty-arena cache,
+ * registry arena entries, the heap list, stats.  Taken rarely. */
+extern pthread_mutex_t ar_lock;
+
+AR_HIDDEN void ar_arenas_init(struct ar_arenas *s);                /* ar_lock held */
+AR_HIDDEN struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls); /* owner */
+AR_HIDDEN void ar_arenas_return(struct ar_pool *p);                /* p's owner */
+AR_HIDDEN void ar_arenas_give_back(struct ar_arenas *s, bool all); /* purge + release */
+AR_HIDDEN void ar_arenas_purge_idle(struct ar_arenas *s);          /* purger */
+AR_HIDDEN void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src);
+AR_HIDDEN void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st); /* lock held */
+AR_HIDDEN void ar_arenas_validate(struct ar_arenas *s);                     /* lock held */
+
+AR_HIDDEN int ar_arena_start(void);     /* first use: pick the backend      */
+AR_HIDDEN const char *ar_arena_backend_name(void);
+AR_HIDDEN void ar_arena_validate_cache(void);                   /* global lock  */
+AR_HIDDEN void ar_arena_cache_trim(bool all, bool idle_only);   /* global cache */
+AR_HIDDEN void ar_arena_counts(struct arena_stats *st);         /* global lock  */
+AR_HIDDEN uint64_t ar_arena_bytes_given_back(void);
+
+/* ======================================================================
+ * pool.c
+ * ====================================================================== */
+
+AR_HIDDEN void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *owner);
+AR_HIDDEN void ar_pool_make_current(struct ar_pool *p);
+AR_HIDDEN void ar_pool_drop_current(struct ar_pool *p);
+AR_HIDDEN void ar_pool_make_used(struct ar_pool *p);
+AR_HIDDEN void ar_pool_make_full(struct ar_pool *p);
+AR_HIDDEN void ar_pool_unfull(struct ar_pool *p);
+AR_HIDDEN unsigned ar_pool_take(struct ar_pool *p, void **out, unsigned max);
+AR_HIDDEN void *ar_pool_take_one(struct ar_pool *p);
+AR_HIDDEN uint32_t ar_pool_push_local(struct ar_pool *p, void *b);
+AR_HIDDEN bool ar_pool_push_remote(struct ar_pool *p, void *b);
+AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p);
+AR_HIDDEN uint32_t ar_pool_live(const struct ar_pool *p);
+AR_HIDDEN bool ar_pool_is_empty(const struct ar_pool *p);
+AR_HIDDEN void ar_pool_validate(struct ar_pool *p);
+AR_HIDDEN void ar_pool_secret_init(void);
+
+static inline uint32_t ar_used_get(const struct ar_pool *p)
+{
+    return atomic_load_explicit(&((struct ar_pool *)p)->used, AR_RELAXED);
+}
+static inline uint8_t ar_state_get(const struct ar_pool *p)
+{
+    return atomic_load_explicit(&((struct ar_pool *)p)->state, AR_RELAXED);
+}
+
+/* ======================================================================
+ * heap.c
+ * ====================================================================== */
+
+/* Heap life cycle, in `state` (written under ar_lock):
+ *   LIVE     a thread allocates from it
+ *   DEAD     its thread exited; its pools wait for the next new thread, or
+ *            for a live thread that frees into them
+ *   ADOPTING being merged into a live heap
+ *   LOST     a fork() child's copy of another thread's heap: never touched */
+enum { AR_HEAP_LIVE, AR_HEAP_DEAD, AR_HEAP_ADOPTING, AR_HEAP_LOST };
+
+/* The thread cache: per map index m, a stack of free blocks in `slots`,
+ * growing down.  top[m] is the newest entry; the slot at end[m] holds NULL,
+ * so a pop sees NULL when the stack is empty, and a push finds no room when
+ * top[m] == room[m].  Entry 0 is the "not ours" index: top[0] == room[0]
+ * points at a NULL slot, so both fast paths fail into the slow path.  No
+ * link is ever written into a cached block. */
+#define AR_NMAP (AR_NCLASS + 1)
+
+struct ar_heap {
+    _Atomic(void **) top[AR_NMAP];      /* owner writes, stats read         */
+    void **room[AR_NMAP];               /* push stops here                  */
+    void **end[AR_NMAP];                /* the NULL slot (fixed)            */
+    uint16_t cap[AR_NMAP];              /* entries when on                  */
+    /* Owner only below this point, except where noted. */
+    struct ar_pool *lists[AR_NCLASS];   /* head: the current pool           */
+    struct ar_pool *tails[AR_NCLASS];
+    struct ar_pool *full[AR_NCLASS];
+    _Atomic uint8_t remote_hint[AR_NCLASS]; /* remote frees came in          */
+    unsigned ticks;                     /* free slow paths since the last look */
+    uint64_t tidy_ms;                   /* ar_now_ms() of the last look     */
+    struct ar_arenas arenas;            /* its own lock                     */
+    _Atomic int state;                  /* AR_HEAP_*                        */
+    unsigned pools;                     /* pools on its lists               */
+    _Atomic(struct ar_heap *) next_all; /* every heap ever made             */
+    struct ar_heap *next_free;          /* dead heaps (ar_lock)             */
+};
+
+extern struct ar_heap ar_heap_none;
+extern AR_TLS struct ar_heap *ar_tls_heap;
+extern _Atomic(struct ar_heap *) ar_all_heaps;
+
+AR_HIDDEN struct ar_heap *ar_heap_get(void);      /* create or reuse; NULL: ENOMEM */
+AR_HIDDEN void *ar_heap_refill(struct ar_heap *h, unsigned c);
+AR_HIDDEN void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr);
+AR_HIDDEN void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr);
+AR_HIDDEN void ar_heap_release(struct ar_heap *h);
+AR_HIDDEN void ar_heaps_give_back(void);
+AR_HIDDEN void ar_heaps_purge_idle(void);
+AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);   /* global lock held */
+AR_HIDDEN void ar_heap_validate(struct ar_heap *h);
+AR_HIDDEN void ar_heap_start(void);
+
+/* ======================================================================
+ * purger.c, api.c, sys.c
+ * ====================================================================== */
+
+AR_HIDDEN void ar_purger_from_options(void);
+AR_HIDDEN void ar_start(void);          /* api.c: first use                 */
 extern _Atomic bool ar_started;
-AR_HIDDEN struct ar_pool *ar_arena_pool_acquire(void);
-AR_HIDDEN void ar_arena_pool_return(struct ar_pool *p);
-AR_HIDDEN void ar_arena_release_all(void);
-AR_HIDDEN uint64_t ar_arena_bytes_given_back(void); /* ever: released + purged */
-AR_HIDDEN void ar_arena_counts(struct arena_stats *st);
 
-/* pool.c */
-AR_HIDDEN void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *h); /* lock held */
-AR_HIDDEN bool ar_pool_refill(struct ar_pool *p); /* owner: collect, carve */
-AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p, uintptr_t keep);
+/* Validate every invariant docs/design.md lists that can be checked from
+ * this thread: its own heap's lists and cache, every arena set, the global
+ * cache.  Aborts with a message on the first violation.  Called by the
+ * checked build at thread exit and by the stress tests and the fuzzer. */
+AR_HIDDEN void ar_validate(void);
 
-/* heap.c */
-AR_HIDDEN void *ar_alloc_slow(size_t size);
-AR_HIDDEN void ar_free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr);
-AR_HIDDEN void ar_free_cache_slow(struct ar_arena *a, unsigned c, void *ptr);
-AR_HIDDEN void ar_free_to_pool(struct ar_heap *h, struct ar_arena *a, void *ptr);
-AR_HIDDEN void ar_heap_release_empty(struct ar_heap *h);
-AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);
-AR_HIDDEN void ar_heap_atfork_register(void);
-
-/* stats.c: print "libarena: ..." to stderr without allocating, then abort. */
-AR_HIDDEN _Noreturn void ar_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* sys.c: the system allocator behind large requests. */
 AR_HIDDEN void *ar_sys_malloc(size_t size);
 AR_HIDDEN void ar_sys_free(void *p);
 AR_HIDDEN void *ar_sys_realloc(void *p, size_t size);

@@ -1,5 +1,6 @@
 /*
- * Metadata memory: arena descriptors, thread heaps and registry leaves.
+ * Metadata memory: arena descriptors, heaps and their thread caches, and
+ * registry leaves.
  *
  * Taken straight from mmap in 1 MiB chunks (not through the arena backend,
  * which may be the legacy brk one), bump-allocated and zeroed.  Nothing is
@@ -15,7 +16,7 @@
 
 #define AR_META_CHUNK ((size_t)1 << 20)
 
-uint64_t ar_meta_bytes;
+static uint64_t meta_bytes;               /* mapped and not purged */
 
 /* Every chunk, so the checked build can tell a pointer into metadata. */
 #define AR_META_MAX_CHUNKS 4096
@@ -57,7 +58,7 @@ static void *bump_alloc(struct bump *b, size_t size, size_t align)
         void *m = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
-        ar_meta_bytes += chunk;
+        meta_bytes += chunk;
         remember(m, chunk);
         if (size > AR_META_CHUNK)
             return m;               /* a large piece gets its own mapping */
@@ -82,11 +83,16 @@ void *ar_meta_page(void)
 void ar_meta_purge(void *page)
 {
     if (madvise(page, 4096, MADV_DONTNEED) == 0)
-        ar_meta_bytes -= 4096;
+        meta_bytes -= 4096;
 }
 
 void ar_meta_unpurge(void *page)
 {
     (void)page;
-    ar_meta_bytes += 4096;
+    meta_bytes += 4096;
+}
+
+uint64_t ar_meta_bytes(void)
+{
+    return meta_bytes;
 }

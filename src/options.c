@@ -2,14 +2,20 @@
  * Options: environment variables with one prefix, read once at first use,
  * without allocating (getenv only reads the environment).
  *
- *   ARENA_BACKEND      mmap (default) | brk
- *   ARENA_STATS        1: print the stats report to stderr at exit
- *   ARENA_ARENA_CACHE  empty arenas kept for reuse (default 1)
- *   ARENA_PURGE        off | eager | N: purge free pools of live arenas when
- *                      more than max(N, in-use pools / 128) of them are
- *                      dirty (default 256 = 1 MiB)
- *   ARENA_TCACHE       bytes of freed blocks each thread keeps per size
- *                      class for reuse (default 8192; 0 turns it off)
+ *   ARENA_BACKEND        mmap (default) | brk
+ *   ARENA_STATS          1: print the stats report to stderr at exit
+ *   ARENA_PURGE          auto (default) | N | eager | off: what happens to
+ *                        free pools of live arenas (docs/design.md, "Hold
+ *                        and purge policy"); N fixes the budget of resident
+ *                        free pools per heap at N, without learning
+ *   ARENA_PURGE_MIN      auto's floor, resident free pools per heap (256)
+ *   ARENA_ARENA_CACHE    auto (default) | N: empty arenas kept for reuse
+ *   ARENA_DECAY_MS       the learned hold halves this often (default 1000)
+ *   ARENA_TCACHE         bytes of freed blocks each thread keeps per size
+ *                        class for reuse (default 8192; 0 turns it off)
+ *   ARENA_PURGER         1: start the background purger
+ *   ARENA_PURGE_DELAY_MS the purger gives back what stayed free this long
+ *                        (default 1000)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +23,12 @@
 #include "internal.h"
 
 struct ar_options ar_options = {
-    .purge = AR_PURGE_THRESHOLD,
-    .purge_threshold = 256,
-    .arena_cache = 1,
+    .purge = AR_PURGE_AUTO,
+    .purge_pools = 256,
+    .arena_cache = AR_AUTO,
+    .decay_ms = 1000,
     .tcache_bytes = 8192,
+    .purger_delay_ms = 1000,
 };
 
 static bool parse_uint(const char *s, unsigned *out)
@@ -29,7 +37,7 @@ static bool parse_uint(const char *s, unsigned *out)
         return false;
     unsigned long v = 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 1000000)
+        if (*s < '0' || *s > '9' || v > 100000000)
             return false;
         v = v * 10 + (unsigned)(*s - '0');
     }
@@ -46,18 +54,28 @@ void ar_options_read(void)
         ar_options.backend = s;
     if ((s = getenv("ARENA_STATS")) != NULL && strcmp(s, "1") == 0)
         ar_options.print_stats = true;
-    if (parse_uint(getenv("ARENA_ARENA_CACHE"), &v))
+    if ((s = getenv("ARENA_ARENA_CACHE")) != NULL && parse_uint(s, &v))
         ar_options.arena_cache = v;
     if (parse_uint(getenv("ARENA_TCACHE"), &v))
         ar_options.tcache_bytes = v;
+    if (parse_uint(getenv("ARENA_DECAY_MS"), &v) && v > 0)
+        ar_options.decay_ms = v;
+    if (parse_uint(getenv("ARENA_PURGE_MIN"), &v))
+        ar_options.purge_pools = v;
     if ((s = getenv("ARENA_PURGE")) != NULL) {
         if (strcmp(s, "off") == 0)
             ar_options.purge = AR_PURGE_OFF;
         else if (strcmp(s, "eager") == 0)
             ar_options.purge = AR_PURGE_EAGER;
+        else if (strcmp(s, "auto") == 0)
+            ar_options.purge = AR_PURGE_AUTO;
         else if (parse_uint(s, &v)) {
-            ar_options.purge = v == 0 ? AR_PURGE_EAGER : AR_PURGE_THRESHOLD;
-            ar_options.purge_threshold = v;
+            ar_options.purge = v == 0 ? AR_PURGE_EAGER : AR_PURGE_FIXED;
+            ar_options.purge_pools = v;
         }
     }
+    if ((s = getenv("ARENA_PURGER")) != NULL && strcmp(s, "1") == 0)
+        ar_options.purger = true;
+    if (parse_uint(getenv("ARENA_PURGE_DELAY_MS"), &v) && v > 0)
+        ar_options.purger_delay_ms = v;
 }

@@ -1,12 +1,11 @@
 /*
- * Stats: one snapshot, taken under the global lock, and a report whose
- * lines add up (the identities are listed in include/arena.h).
+ * Stats: one snapshot, taken under the global lock and each heap's lock in
+ * turn, and a report whose lines add up (the identities are listed in
+ * include/arena.h).
  */
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -17,7 +16,7 @@ void arena_get_stats(struct arena_stats *out)
     pthread_mutex_lock(&ar_lock);
     ar_arena_counts(&st);
     ar_heaps_stats(&st);
-    st.bytes_metadata = ar_meta_bytes;
+    st.bytes_metadata = ar_meta_bytes();
     pthread_mutex_unlock(&ar_lock);
     int64_t large = atomic_load_explicit(&ar_large_live, AR_RELAXED);
     st.large_live = large > 0 ? (uint64_t)large : 0;
@@ -61,8 +60,9 @@ void arena_print_stats(FILE *f)
     fprintf(f, "backend  mmap %" PRIu64 "  munmap %" PRIu64 "  brk %" PRIu64 "  madvise %" PRIu64
                "  reserve failures %" PRIu64 "\n",
             s.calls_mmap, s.calls_munmap, s.calls_brk, s.calls_madvise, s.reserve_failures);
-    fprintf(f, "heaps    live %" PRIu64 "  abandoned %" PRIu64 "\n", s.heaps_live,
-            s.heaps_abandoned);
+    fprintf(f, "heaps    live %" PRIu64 "  ended %" PRIu64 "  reused %" PRIu64 "  adopted %" PRIu64
+               "  global lock taken %" PRIu64 "\n",
+            s.heaps_live, s.heaps_abandoned, s.heaps_reused, s.heaps_adopted, s.locks_global);
     fprintf(f, "cache    blocks %" PRIu64 " (freed, kept by their threads for reuse)\n",
             s.blocks_cached);
     fprintf(f, "large    live %" PRIu64 "\n", s.large_live);
@@ -72,21 +72,4 @@ void arena_print_stats(FILE *f)
             fprintf(f, "%-8u %6zu %12" PRIu64 " %14" PRIu64 "\n", c, ar_class_size(c),
                     s.blocks_live_class[c], s.blocks_live_class[c] * ar_class_size(c));
     fprintf(f, "%-8s %6s %12" PRIu64 " %14" PRIu64 "\n", "total", "", s.blocks_live, s.bytes_live);
-}
-
-/* Report a fatal misuse.  Formats into a stack buffer and write()s it, so
- * it works with a corrupted heap and inside a malloc replacement. */
-void ar_fatal(const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
-        ssize_t w = write(STDERR_FILENO, buf, len);
-        (void)w;
-    }
-    abort();
 }

@@ -42,10 +42,12 @@ static void check_syscalls_match(void)
 {
     struct arena_stats st;
     arena_get_stats(&st);
-    CHECK_EQ(st.calls_brk, ar_syscalls.brk);
-    CHECK_EQ(st.calls_mmap, ar_syscalls.mmap);
-    CHECK_EQ(st.calls_munmap, ar_syscalls.munmap);
-    CHECK_EQ(st.calls_madvise, ar_syscalls.madvise);
+    struct ar_syscalls sc;
+    ar_backend_brk.calls(ar_backend_brk.ctx, &sc);
+    CHECK_EQ(st.calls_brk, sc.brk);
+    CHECK_EQ(st.calls_mmap, sc.mmap);
+    CHECK_EQ(st.calls_munmap, sc.munmap);
+    CHECK_EQ(st.calls_madvise, sc.madvise);
     CHECK(st.backend != NULL && strcmp(st.backend, "brk") == 0);
 }
 

@@ -58,11 +58,18 @@ static void check_identities(const struct arena_stats *s, const char *when)
     CHECKF(s->bytes_live <= (s->pools_used + s->pools_full) * ARENA_POOL_SIZE,
            "%s: %" PRIu64 " live bytes in %" PRIu64 " pools", when,
            s->bytes_live, s->pools_used + s->pools_full);
-    CHECK_EQ(s->calls_mmap, ar_syscalls.mmap);
-    CHECK_EQ(s->calls_munmap, ar_syscalls.munmap);
-    CHECK_EQ(s->calls_brk, ar_syscalls.brk);
-    CHECK_EQ(s->calls_madvise, ar_syscalls.madvise);
     CHECK(s->backend != NULL);
+    const struct ar_backend *b = strcmp(s->backend, "brk") == 0 ? &ar_backend_brk
+                                                                 : &ar_backend_mmap;
+    struct ar_syscalls sc = {0};
+    if (strcmp(s->backend, b->name) == 0)
+        b->calls(b->ctx, &sc);
+    else
+        sc = (struct ar_syscalls){s->calls_mmap, s->calls_munmap, s->calls_brk, s->calls_madvise};
+    CHECK_EQ(s->calls_mmap, sc.mmap);
+    CHECK_EQ(s->calls_munmap, sc.munmap);
+    CHECK_EQ(s->calls_brk, sc.brk);
+    CHECK_EQ(s->calls_madvise, sc.madvise);
 }
 
 /* ---- parsing the report -------------------------------------------------- */
@@ -262,6 +269,11 @@ static void child_stats(void *arg)
                 arena_free(q);
                 q = arena_alloc(size);
                 CHECK(q != NULL);
+            }
+            /* a small block shrunk within half its class stays in it */
+            if (old <= ARENA_SMALL_MAX && size <= ARENA_SMALL_MAX) {
+                CHECK(arena_usable_size(q) >= size);
+                size = arena_usable_size(q);
             }
             model_add(&m, i, q, size);
         } else {

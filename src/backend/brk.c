@@ -16,7 +16,8 @@
  *   - the break is padded up to the arena alignment; padding below an
  *     arena is not reclaimed.
  * Purge is possible (madvise works on the heap) but only arena_release()
- * asks for it: the legacy backend does not purge on its own.
+ * and the background purger ask for it: the legacy backend does not purge
+ * on its own.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -26,52 +27,60 @@
 #include "backend.h"
 #include "internal.h"
 
-static uintptr_t brk_top;   /* end of our topmost arena, 0 if none */
+struct brk_ctx {
+    uintptr_t top;                      /* end of our topmost arena, 0 if none */
+    struct ar_syscall_counts calls;
+};
+static struct brk_ctx brk_state;
 
-static void *cur_break(void)
+static void *cur_break(struct brk_ctx *b)
 {
-    ar_syscalls.brk++;
+    atomic_fetch_add_explicit(&b->calls.brk, 1, AR_RELAXED);
     return sbrk(0);
 }
 
 static void *brk_reserve(void *ctx, size_t size, size_t align)
 {
-    (void)ctx;
-    uintptr_t cur = (uintptr_t)cur_break();
+    struct brk_ctx *b = ctx;
+    uintptr_t cur = (uintptr_t)cur_break(b);
     if (cur == (uintptr_t)-1)
         return NULL;
     uintptr_t base = (cur + align - 1) & ~(uintptr_t)(align - 1);
     uintptr_t incr = base - cur + size;
     if (base < cur || incr > (uintptr_t)INTPTR_MAX)
         return NULL;
-    ar_syscalls.brk++;
+    atomic_fetch_add_explicit(&b->calls.brk, 1, AR_RELAXED);
     if (sbrk((intptr_t)incr) == (void *)-1)
         return NULL;
-    brk_top = base + size;
+    b->top = base + size;
     return (void *)base;
 }
 
 static int brk_release(void *ctx, void *p, size_t size)
 {
-    (void)ctx;
+    struct brk_ctx *b = ctx;
     uintptr_t end = (uintptr_t)p + size;
-    if (end != brk_top)
+    if (end != b->top)
         return EBUSY;                   /* not our topmost arena */
-    if ((uintptr_t)cur_break() != end)
+    if ((uintptr_t)cur_break(b) != end)
         return EBUSY;                   /* someone else moved the break */
-    ar_syscalls.brk++;
+    atomic_fetch_add_explicit(&b->calls.brk, 1, AR_RELAXED);
     if (brk(p) != 0)
         return errno;
-    brk_top = (uintptr_t)p;
+    b->top = (uintptr_t)p;
     return 0;
 }
 
-
 static int brk_purge(void *ctx, void *p, size_t size)
 {
-    (void)ctx;
-    ar_syscalls.madvise++;
+    struct brk_ctx *b = ctx;
+    atomic_fetch_add_explicit(&b->calls.madvise, 1, AR_RELAXED);
     return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+static void brk_calls(void *ctx, struct ar_syscalls *out)
+{
+    ar_syscall_counts_read(&((struct brk_ctx *)ctx)->calls, out);
 }
 
 const struct ar_backend ar_backend_brk = {
@@ -80,4 +89,6 @@ const struct ar_backend ar_backend_brk = {
     .reserve = brk_reserve,
     .release = brk_release,
     .purge = brk_purge,
+    .calls = brk_calls,
+    .ctx = &brk_state,
 };

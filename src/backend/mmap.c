@@ -13,60 +13,74 @@
 #include "backend.h"
 #include "internal.h"
 
-struct ar_syscalls ar_syscalls;
+struct mmap_ctx {
+    uintptr_t hint;                     /* the last arena mapped (global lock) */
+    struct ar_syscall_counts calls;
+};
+static struct mmap_ctx mmap_state;
 
-static uintptr_t mmap_hint;
-
-static void *map(void *hint, size_t size)
+void ar_syscall_counts_read(struct ar_syscall_counts *c, struct ar_syscalls *out)
 {
-    ar_syscalls.mmap++;
+    out->mmap = atomic_load_explicit(&c->mmap, AR_RELAXED);
+    out->munmap = atomic_load_explicit(&c->munmap, AR_RELAXED);
+    out->brk = atomic_load_explicit(&c->brk, AR_RELAXED);
+    out->madvise = atomic_load_explicit(&c->madvise, AR_RELAXED);
+}
+
+static void *map(struct mmap_ctx *m, void *hint, size_t size)
+{
+    atomic_fetch_add_explicit(&m->calls.mmap, 1, AR_RELAXED);
     void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void unmap(void *p, size_t size)
+static void unmap(struct mmap_ctx *m, void *p, size_t size)
 {
-    ar_syscalls.munmap++;
+    atomic_fetch_add_explicit(&m->calls.munmap, 1, AR_RELAXED);
     munmap(p, size);
 }
 
 static void *mmap_reserve(void *ctx, size_t size, size_t align)
 {
-    (void)ctx;
-    if (mmap_hint > size) {
-        char *p = map((void *)(mmap_hint - size), size);
+    struct mmap_ctx *m = ctx;
+    if (m->hint > size) {
+        char *p = map(m, (void *)(m->hint - size), size);
         if (p == NULL)
             return NULL;
         if (((uintptr_t)p & (align - 1)) == 0) {
-            mmap_hint = (uintptr_t)p;
+            m->hint = (uintptr_t)p;
             return p;
         }
-        unmap(p, size);
+        unmap(m, p, size);
     }
-    char *raw = map(NULL, size + align);
+    char *raw = map(m, NULL, size + align);
     if (raw == NULL)
         return NULL;
     char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
     if (p > raw)
-        unmap(raw, (size_t)(p - raw));
+        unmap(m, raw, (size_t)(p - raw));
     if (p + size < raw + size + align)
-        unmap(p + size, (size_t)(raw + size + align - (p + size)));
-    mmap_hint = (uintptr_t)p;
+        unmap(m, p + size, (size_t)(raw + size + align - (p + size)));
+    m->hint = (uintptr_t)p;
     return p;
 }
 
 static int mmap_release(void *ctx, void *p, size_t size)
 {
-    (void)ctx;
-    unmap(p, size);
+    unmap(ctx, p, size);
     return 0;
 }
 
 static int mmap_purge(void *ctx, void *p, size_t size)
 {
-    (void)ctx;
-    ar_syscalls.madvise++;
+    struct mmap_ctx *m = ctx;
+    atomic_fetch_add_explicit(&m->calls.madvise, 1, AR_RELAXED);
     return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+static void mmap_calls(void *ctx, struct ar_syscalls *out)
+{
+    ar_syscall_counts_read(&((struct mmap_ctx *)ctx)->calls, out);
 }
 
 const struct ar_backend ar_backend_mmap = {
@@ -75,4 +89,6 @@ const struct ar_backend ar_backend_mmap = {
     .reserve = mmap_reserve,
     .release = mmap_release,
     .purge = mmap_purge,
+    .calls = mmap_calls,
+    .ctx = &mmap_state,
 };

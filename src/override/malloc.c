@@ -84,17 +84,8 @@ AR_EXPORT void *realloc(void *ptr, size_t size)
         arena_free(ptr);
         return NULL;
     }
-    if (size <= AR_SMALL_MAX && ar_registry_lookup(ptr) == NULL) {
-        /* A glibc block (large, over-aligned or page-aligned, so possibly
-         * smaller than size) moves into a pool: copy what it holds. */
-        size_t old = ar_sys_usable_size(ptr);
-        void *q = arena_alloc(size);
-        if (q == NULL)
-            return NULL;
-        memcpy(q, ptr, old < size ? old : size);
-        ar_sys_free(ptr);
-        return q;
-    }
+    /* arena_realloc moves a glibc block (large, over-aligned or page
+     * aligned) into a pool only when it would waste more than half of it. */
     return arena_realloc(ptr, size);
 }
 
