@@ -110,10 +110,13 @@ if [ -f build-test/build.ninja ]; then
 else broken; fi
 
 next_step "bounded fuzzing run, ${FUZZ_SECONDS:-60} s (tests/checked/fuzz.sh, build-fuzz)"
-if sh tests/checked/fuzz.sh >build-fuzz.log 2>&1; then
-  passed=$((passed + 1)); tail -n 2 build-fuzz.log | sed 's/^/    /'
+fuzz_log=$(mktemp "${TMPDIR:-/tmp}/libarena-fuzz-log.XXXXXX")
+if sh tests/checked/fuzz.sh >"$fuzz_log" 2>&1; then fuzz_ok=1; else fuzz_ok=0; fi
+if [ -d build-fuzz ]; then mv "$fuzz_log" build-fuzz/fuzz-output.txt; fuzz_log=build-fuzz/fuzz-output.txt; fi
+if [ "$fuzz_ok" -eq 1 ]; then
+  passed=$((passed + 1)); tail -n 2 "$fuzz_log" | sed 's/^/    /'
 else
-  broken; tail -n 20 build-fuzz.log; echo "    (full log: build-fuzz.log)"
+  broken; tail -n 20 "$fuzz_log"; echo "    (full log: $fuzz_log)"
 fi
 
 next_step "release build without tests, and the source tarball (build-release, meson dist --no-tests)"
