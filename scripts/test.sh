@@ -32,7 +32,7 @@ count() {
 # run_tests DIR TAG [meson test args...]: run meson test, show each skipped
 # test with the reason it printed ("SKIP: ..."), add up the results.  The
 # output goes to DIR/test-output-TAG.txt, the full log to
-# DIR/meson-logs/testlog-TAG.txt.
+# DIR/meson-logs/testlog-TAG.txt (testlog-TAG-valgrind.txt with --wrap).
 run_tests() {
   dir=$1; tag=$2; shift 2
   log=test-output-$tag.txt
@@ -40,7 +40,7 @@ run_tests() {
   rc=$?
   awk '/^test: / { name = $0; sub(/^test: *[^ ]* \/ /, "", name) }
        /^SKIP: / && name != "" { sub(/^SKIP: /, ""); print "    skipped " name ": " $0; name = "" }' \
-    "$dir/meson-logs/testlog-$tag.txt" 2>/dev/null || true
+    "$dir/meson-logs/testlog-$tag"*.txt 2>/dev/null || true
   tail -n 12 "$dir/$log" | grep -E '^(Ok|Fail|Skipped|Timeout|Expected Fail|Unexpected Pass):' |
     tr -s ' ' | paste -sd' ' - | sed 's/^/    /'
   bad=$(( $(count Fail "$dir/$log") + $(count Timeout "$dir/$log") + $(count 'Unexpected Pass' "$dir/$log") ))
@@ -51,7 +51,7 @@ run_tests() {
     [ "$bad" -eq 0 ] && failed=$((failed + 1))
     status=1
     grep -E '^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT|ERROR)' "$dir/$log" || true
-    echo "    (full log: $dir/$log and $dir/meson-logs/testlog-$tag.txt)"
+    echo "    (full log: $dir/$log and $dir/meson-logs/testlog-$tag*.txt)"
   fi
 }
 
