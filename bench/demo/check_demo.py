@@ -15,6 +15,11 @@ modes:
   help        --help: usage on stdout, exit status 0
   usage       ARGS are bad input: usage on stderr, exit status 2, no run
 
+Under AddressSanitizer (meson passes the b_sanitize option in
+DEMO_SANITIZE), the resident-memory give-back checks cannot hold: ASan's
+shadow memory for the freed arenas stays resident.  quick and fixed-size
+then make every other check and exit 77 (skipped) with the reason.
+
 Standard library only.
 """
 import csv
@@ -27,6 +32,8 @@ import tempfile
 ALLOCATORS = ("libarena-mmap", "libarena-brk", "glibc-malloc")
 failures = []
 checks = []
+skipped = []
+ASAN = "address" in os.environ.get("DEMO_SANITIZE", "").split(",")
 
 
 def check(cond, what):
@@ -108,9 +115,14 @@ def mode_runs(exe, extra):
             return
         mmap_back = returned(rows["libarena-mmap"])
         brk_back = returned(rows["libarena-brk"])
-        check(mmap_back is not None and mmap_back >= 0.95,
-              "libarena-mmap gave back >= 95%% of the burst right after the "
-              "free (%.1f%%)" % (100 * (mmap_back or 0)))
+        what = ("libarena-mmap gave back >= 95%% of the burst right after the "
+                "free (%.1f%%)" % (100 * (mmap_back or 0)))
+        if ASAN:
+            skipped.append(what + ": not checked under AddressSanitizer, "
+                           "whose shadow memory for the freed arenas stays resident")
+            print("skip  " + skipped[-1])
+        else:
+            check(mmap_back is not None and mmap_back >= 0.95, what)
         check(brk_back is not None and brk_back < 0.5,
               "libarena-brk kept most of the burst (gave back %.1f%%)"
               % (100 * (brk_back or 0)))
@@ -190,9 +202,14 @@ def main():
     else:
         sys.stderr.write("check_demo.py: unknown mode %r\n" % mode)
         return 2
-    print("check_demo %s: %d checks, %d failing"
-          % (mode, len(checks), len(failures)))
-    return 1 if failures else 0
+    print("check_demo %s: %d checks, %d failing, %d skipped"
+          % (mode, len(checks), len(failures), len(skipped)))
+    if failures:
+        return 1
+    if skipped:
+        print("SKIP: " + "; ".join(skipped))
+        return 77
+    return 0
 
 
 if __name__ == "__main__":

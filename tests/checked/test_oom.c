@@ -352,6 +352,17 @@ static void test_rlimit_as(void **state)
     print_message("skipped: AddressSanitizer needs more address space than RLIMIT_AS leaves\n");
     skip();
 #endif
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifdef TEST_TSAN
+    print_message("skipped: ThreadSanitizer needs more address space than RLIMIT_AS leaves\n");
+    skip();
+#endif
     if (under_valgrind()) {
         print_message("skipped under valgrind\n");
         skip();
