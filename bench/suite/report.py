@@ -81,16 +81,16 @@ CELLS = [
       "tiny": "threads=4 rounds=2 iter=10 transfer=50"}),
     ("rounds", "alloc", "ns_per_obj",
      {"default": "n=300000 rounds=6 order=alloc wait_ms=1500",
-      "quick": "n=100000 rounds=4 order=alloc wait_ms=500",
+      "quick": "n=100000 rounds=4 order=alloc wait_ms=300",
       "tiny": "n=2000 rounds=2 order=alloc wait_ms=100"}),
     ("rounds", "random", "ns_per_obj",
      {"default": "n=300000 rounds=6 order=random wait_ms=1500",
-      "quick": "n=100000 rounds=4 order=random wait_ms=500",
+      "quick": "n=100000 rounds=4 order=random wait_ms=300",
       "tiny": "n=2000 rounds=2 order=random wait_ms=100"}),
     # the same cell as "rounds alloc", with libarena's background purger on
     ("rounds", "purger", "ns_per_obj",
      {"default": "n=300000 rounds=6 order=alloc wait_ms=1500 label=purger env:ARENA_PURGER=1",
-      "quick": "n=100000 rounds=4 order=alloc wait_ms=500 label=purger env:ARENA_PURGER=1",
+      "quick": "n=100000 rounds=4 order=alloc wait_ms=300 label=purger env:ARENA_PURGER=1",
       "tiny": "n=2000 rounds=2 order=alloc wait_ms=100 label=purger env:ARENA_PURGER=1"}),
 ]
 
