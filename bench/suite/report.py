@@ -1211,7 +1211,7 @@ def section_strace(d, w, cells, allocs):
     w("## Backend system calls (strace)")
     w("")
     w("Each cell ran once more per allocator, untimed, under `strace -f --seccomp-bpf "
-      "-e trace=%s,getppid -o FILE`.  The program calls `getppid()` at the start and at the "
+      "-e trace=%s,getppid -o FILE` (`--seccomp-bpf` left out where the kernel refuses it).  The program calls `getppid()` at the start and at the "
       "end of its scenario; only the calls between the two marks are counted (so the "
       "dynamic loader and the allocator's start-up are left out), and of those, the "
       "benchmark's own calls are left out too: its pointer arrays (mapped with "
