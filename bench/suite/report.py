@@ -616,7 +616,8 @@ set xlabel "threads T"
 set ylabel "million alloc+free pairs per second (all threads)"
 set xtics (%s)
 set grid
-set key top left
+set key below horizontal
+set bmargin 5
 set yrange [0:*]
 plot %s
 """ % (gp_quote(png), ", ".join(t for t in ts), ", \\\n     ".join(plots))
