@@ -2,13 +2,18 @@
 # bench/run.sh — build and run the libarena benchmark suite against glibc,
 # jemalloc, tcmalloc and mimalloc, then write docs/benchmarks.md with charts.
 #
-#   bench/run.sh              full run (about 5 minutes on 2 cores)
-#   bench/run.sh --quick      small sizes, 3 runs (under a minute)
+#   bench/run.sh              full run (about 10 minutes on 2 cores)
+#   bench/run.sh --quick      small sizes, 3 runs (about 2 minutes)
 #   bench/run.sh --help       all options
 #
 # Every run of a workload is its own process: bench-arena for libarena,
 # bench-malloc plain for glibc, bench-malloc with LD_PRELOAD=<peer> for the
 # others.  Runs are interleaved across allocators; see docs/benchmarks.md.
+# Cells come from `report.py plan MODE`; an argument env:NAME=VALUE there is
+# set in libarena's environment only (the peers run the cell without it).
+# Then an untimed pass runs every cell once per allocator under strace to
+# count the backend system calls, and callgrind counts instructions of the
+# fixed loop for every allocator and for bench-null (no allocator at all).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,21 +25,23 @@ IMG=docs/img
 ALLOCS="libarena,glibc,jemalloc,tcmalloc,mimalloc"
 ONLY=
 CALLGRIND=1
+SYSCALLS=1
 INSTALL=0
 TIMEOUT=300
 
 usage() {
     cat <<EOF
 usage: bench/run.sh [options]
-  --quick              small sizes and 3 runs per cell (under a minute)
+  --quick              small sizes and 3 runs per cell (about 2 minutes)
   --runs N             runs per cell (default 5, --quick 3)
   --build-dir DIR      meson build directory (default build-bench, release build)
   --out FILE           markdown report (default docs/benchmarks.md)
   --img DIR            where the PNG charts go (default docs/img)
   --allocators LIST    comma-separated subset of: libarena,glibc,jemalloc,tcmalloc,mimalloc
   --only LIST          comma-separated scenarios (fixed,churn,burst,survivors,
-                       realloc,threads,xthread,server)
+                       realloc,threads,xthread,server,larson,tstress,rounds)
   --no-callgrind       skip the instruction counts
+  --no-syscalls        skip the strace pass (backend system call counts)
   --install            apt-get install what is missing (only as root)
   -h, --help           this text
 Relative paths are taken from the repository root.
@@ -51,6 +58,7 @@ while [ $# -gt 0 ]; do
         --allocators) ALLOCS=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --no-callgrind) CALLGRIND=0 ;;
+        --no-syscalls) SYSCALLS=0 ;;
         --install) INSTALL=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -100,6 +108,7 @@ command -v cc >/dev/null || missing_pkgs+=(gcc)
 command -v python3 >/dev/null || missing_pkgs+=(python3)
 command -v gnuplot >/dev/null || missing_pkgs+=(gnuplot-nox)
 [ "$CALLGRIND" = 0 ] || command -v valgrind >/dev/null || missing_pkgs+=(valgrind)
+[ "$SYSCALLS" = 0 ] || command -v strace >/dev/null || missing_pkgs+=(strace)
 IFS=, read -r -a want <<<"$ALLOCS"
 for a in "${want[@]}"; do
     case "$a" in
@@ -125,6 +134,19 @@ HAVE_GNUPLOT=1; command -v gnuplot >/dev/null || { HAVE_GNUPLOT=0; say "gnuplot 
 if [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null; then
     say "valgrind missing: skipping the instruction counts"; CALLGRIND=0
 fi
+if [ "$SYSCALLS" = 1 ] && ! command -v strace >/dev/null; then
+    say "strace missing: skipping the system call counts"; SYSCALLS=0
+fi
+# --seccomp-bpf stops the program only on the traced calls; where the kernel
+# or a container refuses it, strace stops on every call (slower, same counts).
+STRACE_OPTS=(-f)
+if [ "$SYSCALLS" = 1 ]; then
+    if strace -f --seccomp-bpf -o /dev/null -e trace=getppid true 2>/dev/null; then
+        STRACE_OPTS+=(--seccomp-bpf)
+    else
+        say "strace --seccomp-bpf not available: tracing without it (slower)"
+    fi
+fi
 
 # ---------------------------------------------------------------- build
 if [ ! -f "$BUILD/build.ninja" ]; then
@@ -136,11 +158,12 @@ fi
 BUILDTYPE=$(meson introspect --buildoptions "$BUILD" 2>/dev/null |
     python3 -c 'import json, sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "buildtype"))' 2>/dev/null || echo unknown)
 [ "$BUILDTYPE" = release ] || say "warning: $BUILD has buildtype=$BUILDTYPE, not release (use a fresh --build-dir)"
-say "compiling bench-malloc and bench-arena in $BUILD"
-meson compile -C "$BUILD" bench-malloc >"$BUILD/bench-compile.log" 2>&1 || {
-    cat "$BUILD/bench-compile.log" >&2; echo "run.sh: cannot build bench-malloc" >&2; exit 1; }
+say "compiling bench-malloc, bench-null and bench-arena in $BUILD"
+meson compile -C "$BUILD" bench-malloc bench-null >"$BUILD/bench-compile.log" 2>&1 || {
+    cat "$BUILD/bench-compile.log" >&2; echo "run.sh: cannot build bench-malloc and bench-null" >&2; exit 1; }
 BUILD_ABS=$(cd "$BUILD" && pwd)
 BIN_MALLOC="$BUILD_ABS/bench/suite/bench-malloc"
+BIN_NULL="$BUILD_ABS/bench/suite/bench-null"
 BIN_ARENA="$BUILD_ABS/bench/suite/bench-arena"
 [ -x "$BIN_MALLOC" ] || { echo "run.sh: $BIN_MALLOC was not built (is the meson option bench off?)" >&2; exit 1; }
 if [[ ",$ALLOCS," == *,libarena,* ]]; then
@@ -176,15 +199,17 @@ say "allocators: ${ALIST[*]}"
 # ---------------------------------------------------------------- plan
 WORK="$BUILD_ABS/bench-results"
 rm -rf "$WORK"
-mkdir -p "$WORK/logs" "$WORK/callgrind"
+mkdir -p "$WORK/logs" "$WORK/callgrind" "$WORK/strace"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 REPORT_PY="$ROOT/bench/suite/report.py"
 
 CELLS=()
 CG_ARGS=()
+CG_SIZE=
 while read -r scen var rest; do
     if [ "$scen" = callgrind ]; then
+        CG_SIZE=$var
         read -r -a CG_ARGS <<<"$rest"
         continue
     fi
@@ -194,9 +219,11 @@ done < <(python3 "$REPORT_PY" plan "$MODE")
 [ ${#CELLS[@]} -gt 0 ] || { echo "run.sh: no scenario selected" >&2; exit 2; }
 
 TOTAL=$(( ${#CELLS[@]} * ${#ALIST[@]} * RUNS ))
-[ "$CALLGRIND" = 0 ] || TOTAL=$(( TOTAL + 2 * ${#ALIST[@]} ))
+[ "$SYSCALLS" = 0 ] || TOTAL=$(( TOTAL + ${#CELLS[@]} * ${#ALIST[@]} ))
+[ "$CALLGRIND" = 0 ] || TOTAL=$(( TOTAL + 2 * (${#ALIST[@]} + 1) ))
 STEP=0
 FAILED=0
+T0=$SECONDS     # the step lines show the seconds since the runs began
 
 # ---------------------------------------------------------------- machine
 {
@@ -225,22 +252,38 @@ FAILED=0
         printf '%s\t%s\n' "$a" "LD_PRELOAD=${PRELOAD[$a]}${pkg:+ (Debian $pkg $ver)}"
     done
     [ "$CALLGRIND" = 0 ] || printf 'valgrind\t%s\n' "$(valgrind --version)"
-    printf 'command\t%s\n' "bench/run.sh --runs $RUNS${ONLY:+ --only $ONLY}$([ "$MODE" = quick ] && echo ' --quick')"
+    [ "$SYSCALLS" = 0 ] || printf 'strace\t%s\n' "$(strace -V | sed -n 1p)"
+    printf 'command\t%s\n' "bench/run.sh --runs $RUNS${ONLY:+ --only $ONLY}$([ "$MODE" = quick ] && echo ' --quick')$([ "$SYSCALLS" = 1 ] || echo ' --no-syscalls')$([ "$CALLGRIND" = 1 ] || echo ' --no-callgrind')"
 } >"$WORK/machine.txt"
 
 # ---------------------------------------------------------------- runs
+# cell_command ALLOC SCENARIO ARGS...: fills CMD with the command that runs
+# the cell for ALLOC: LD_PRELOAD for a peer, the env:NAME=VALUE arguments as
+# environment variables for libarena (dropped for the peers).
+cell_command() {
+    local a=$1 scen=$2; shift 2
+    local envs=() args=() x
+    for x in "$@"; do
+        case "$x" in
+            env:*=*) envs+=("${x#env:}") ;;
+            *) args+=("$x") ;;
+        esac
+    done
+    CMD=(env)
+    [ -z "${PRELOAD[$a]}" ] || CMD+=("LD_PRELOAD=${PRELOAD[$a]}")
+    [ "$a" != libarena ] || CMD+=(${envs[@]+"${envs[@]}"})
+    CMD+=("${BIN[$a]}" "$scen" ${args[@]+"${args[@]}"})
+}
+
 # run_one ALLOC RUN SCENARIO VARIANT ARGS...
 run_one() {
     local a=$1 r=$2 scen=$3 var=$4; shift 4
     local log="$WORK/logs/$scen-$var-$a-$r"
     STEP=$((STEP + 1))
-    printf 'step %d of %d: %s %s / %s / run %d of %d\n' "$STEP" "$TOTAL" "$scen" "$var" "$a" "$r" "$RUNS"
+    printf 'step %d of %d (%ds): %s %s / %s / run %d of %d\n' "$STEP" "$TOTAL" $((SECONDS - T0)) "$scen" "$var" "$a" "$r" "$RUNS"
     local rc=0
-    if [ -n "${PRELOAD[$a]}" ]; then
-        LD_PRELOAD="${PRELOAD[$a]}" timeout "$TIMEOUT" "${BIN[$a]}" "$scen" "$@" >"$log.out" 2>"$log.err" || rc=$?
-    else
-        timeout "$TIMEOUT" "${BIN[$a]}" "$scen" "$@" >"$log.out" 2>"$log.err" || rc=$?
-    fi
+    cell_command "$a" "$scen" "$@"
+    timeout "$TIMEOUT" "${CMD[@]}" >"$log.out" 2>"$log.err" || rc=$?
     local got
     got=$(awk '$1 == "info" && $2 == "allocator" { print $3 }' "$log.out")
     if [ "$rc" != 0 ] || ! grep -q '^info done 1$' "$log.out"; then
@@ -263,13 +306,45 @@ for ((r = 1; r <= RUNS; r++)); do
     done
 done
 
+# ---------------------------------------------------------------- strace
+# One more run of every cell per allocator, untimed, under strace: the
+# backend system calls between the program's two getppid() marks (see
+# report.py strace for what is counted).
+if [ "$SYSCALLS" = 1 ]; then
+    for cell in "${CELLS[@]}"; do
+        read -r -a c <<<"$cell"
+        for a in "${ALIST[@]}"; do
+            STEP=$((STEP + 1))
+            printf 'step %d of %d (%ds): strace %s %s / %s\n' "$STEP" "$TOTAL" $((SECONDS - T0)) "${c[0]}" "${c[1]}" "$a"
+            out="$WORK/strace/${c[0]}-${c[1]}-$a"
+            cell_command "$a" "${c[0]}" "${c[@]:2}"
+            if timeout "$TIMEOUT" strace "${STRACE_OPTS[@]}" -o "$out.trace" \
+                    -e trace=mmap,munmap,madvise,brk,mremap,mprotect,getppid \
+                    "${CMD[@]}" >"$out.out" 2>"$out.err" &&
+               grep -q "^info allocator $a\$" "$out.out" &&
+               python3 "$REPORT_PY" strace "$out.trace" "${c[0]}" "${c[1]}" >"$out.counts"; then
+                awk -v a="$a" '{ print a, 0, $0 }' "$out.counts" >>"$RESULTS"
+                rm -f "$out.trace"
+            else
+                echo "  FAILED: strace on ${c[0]} ${c[1]} / $a (see $out.err)" >&2
+                FAILED=$((FAILED + 1))
+            fi
+        done
+    done
+fi
+
 # ---------------------------------------------------------------- callgrind
+# The fixed loop under callgrind for every allocator and for bench-null (the
+# same loop calling an allocator that does nothing), which report.py
+# subtracts.
 if [ "$CALLGRIND" = 1 ]; then
-    for a in "${ALIST[@]}"; do
+    BIN[null]=$BIN_NULL
+    PRELOAD[null]=
+    for a in "${ALIST[@]}" null; do
         for args in "${CG_ARGS[0]} ${CG_ARGS[1]}" "${CG_ARGS[2]} ${CG_ARGS[3]}"; do
             STEP=$((STEP + 1))
             n=${args##*n=}
-            printf 'step %d of %d: callgrind fixed 64 n=%s / %s\n' "$STEP" "$TOTAL" "$n" "$a"
+            printf 'step %d of %d (%ds): callgrind fixed %s n=%s / %s\n' "$STEP" "$TOTAL" $((SECONDS - T0)) "$CG_SIZE" "$n" "$a"
             out="$WORK/callgrind/callgrind.$a.$n"
             # shellcheck disable=SC2086
             if LD_PRELOAD="${PRELOAD[$a]}" timeout "$TIMEOUT" valgrind --tool=callgrind \

@@ -1,15 +1,20 @@
 /*
  * bench.c — the libarena benchmark workloads.
  *
- * One source, compiled twice:
+ * One source, compiled three times:
  *   bench-arena   (BENCH_ARENA defined) calls arena_alloc / arena_free /
  *                 arena_realloc and is linked with libarena;
  *   bench-malloc  calls malloc / free / realloc.  Run plain it measures
  *                 glibc; run with LD_PRELOAD=<peer library> it measures that
  *                 peer.  Every allocator therefore runs in its own process.
+ *   bench-null    (BENCH_NULL defined) calls null_alloc / null_free in
+ *                 null_alloc.c, an allocator that does nothing (it hands out
+ *                 one static buffer).  It runs `fixed` only: under callgrind
+ *                 it gives the instructions of the loop and of the calls
+ *                 themselves, which run.sh subtracts from every allocator's.
  *
  * The workload code, the sizes and the random sequence (a splitmix64
- * generator with fixed seeds) are identical in both binaries; only the three
+ * generator with fixed seeds) are identical in all binaries; only the three
  * b_alloc / b_free / b_realloc wrappers differ.  Every block is touched (its
  * first and last byte written, its first byte read back before the free).
  *
@@ -23,11 +28,29 @@
  *   threads    threads=T slots=... steps=...   T threads, each a private churn
  *   xthread    n=...                  a producer allocates, a consumer frees
  *   server     threads=2 slots=... steps=... handover=...   larson-style
+ *   larson     workers=2 slots=20000 steps=20000 gens=30
+ *              W chains of threads; each thread churns its chain's slots
+ *              (8..1000 B), starts its successor, hands the slots over, exits
+ *   tstress    threads=4 rounds=20 iter=200 transfer=1000 local=1000
+ *              rounds of T short-lived threads allocating batches, swapping
+ *              objects through a shared transfer array (objects outlive
+ *              their thread and round)
+ *   rounds     n=300000 rounds=6 order=alloc|random wait_ms=1500
+ *              allocate n blocks (16..512 B, every byte written), free them
+ *              all; R times; then RSS every 100 ms for wait_ms
+ *
+ * Every scenario also takes label=NAME: the variant printed on every line
+ * (default: derived from the arguments), so that two cells of a scenario
+ * that differ only in their environment can be told apart.
  *
  * Output, one fact per line, whitespace-separated (parsed by report.py):
  *   info    KEY VALUE
  *   result  SCENARIO VARIANT METRIC VALUE UNIT
- *   series  SCENARIO VARIANT PHASE T_MS RSS_KIB     (burst and survivors)
+ *   series  SCENARIO VARIANT PHASE T_MS RSS_KIB     (burst, survivors: phases
+ *           alloc and free; rounds: phase wait, T_MS since the last free)
+ *
+ * Under strace, getppid() marks the start and the end of a scenario, so that
+ * run.sh can count the allocator's system calls between the two marks.
  *
  * RSS is read from /proc/self/statm, the peak from VmHWM in
  * /proc/self/status.  Big pointer arrays are mapped directly with mmap and
@@ -49,6 +72,8 @@
 
 #if defined(BENCH_ARENA)
 #include "arena.h"
+#elif defined(BENCH_NULL)
+#include "null_alloc.h"
 #else
 #include <dlfcn.h>
 #endif
@@ -62,6 +87,12 @@ static inline void *b_alloc(size_t n) { return arena_alloc(n); }
 static inline void b_free(void *p) { arena_free(p); }
 static inline void *b_realloc(void *p, size_t n) { return arena_realloc(p, n); }
 static const char *allocator_name(void) { return "libarena"; }
+#elif defined(BENCH_NULL)
+/* Out-of-line calls into null_alloc.c: the calls stay, the work does not. */
+static inline void *b_alloc(size_t n) { return null_alloc(n); }
+static inline void b_free(void *p) { null_free(p); }
+static inline void *b_realloc(void *p, size_t n) { return null_realloc(p, n); }
+static const char *allocator_name(void) { return "null"; }
 #else
 static inline void *b_alloc(size_t n) { return malloc(n); }
 static inline void b_free(void *p) { free(p); }
@@ -228,10 +259,16 @@ static void reset_peak(void)
 
 static const char *cur_scenario = "";
 static char cur_variant[32] = "-";
+static const char *variant_label;       /* label=NAME, NULL if not given */
+
+static const char *variant(void)
+{
+    return variant_label != NULL ? variant_label : cur_variant;
+}
 
 static void result(const char *metric, double value, const char *unit)
 {
-    printf("result %s %s %s %.6g %s\n", cur_scenario, cur_variant, metric, value, unit);
+    printf("result %s %s %s %.6g %s\n", cur_scenario, variant(), metric, value, unit);
 }
 
 #define SERIES_POINTS 100
@@ -243,7 +280,7 @@ struct series {
 
 static void series_point(const struct series *s, const char *phase)
 {
-    printf("series %s %s %s %.3f %llu\n", cur_scenario, cur_variant, phase,
+    printf("series %s %s %s %.3f %llu\n", cur_scenario, variant(), phase,
            (now_ns() - s->t0) / 1e6, (unsigned long long)rss_kib());
 }
 
@@ -251,16 +288,25 @@ static void series_point(const struct series *s, const char *phase)
 static struct arena_stats stats_before;
 #endif
 
+/* A system call no allocator makes: under strace it marks where the
+ * scenario starts and ends (see run.sh).  Costs one syscall per run. */
+static void strace_mark(void)
+{
+    bench_sink += (unsigned)getppid();
+}
+
 static void scenario_begin(void)
 {
 #if defined(BENCH_ARENA)
     arena_get_stats(&stats_before);
 #endif
+    strace_mark();
 }
 
 /* Backend system calls made during the scenario (libarena only). */
 static void scenario_end(void)
 {
+    strace_mark();
 #if defined(BENCH_ARENA)
     struct arena_stats st;
     arena_get_stats(&st);
@@ -306,7 +352,7 @@ static uint64_t arg_u64(const char *key, uint64_t def)
 static void check_args(const char *const *known)
 {
     for (int i = 2; i < g_argc; i++) {
-        int ok = 0;
+        int ok = strncmp(g_argv[i], "label=", 6) == 0 && g_argv[i][6] != '\0';
         for (const char *const *k = known; *k != NULL; k++) {
             size_t klen = strlen(*k);
             if (strncmp(g_argv[i], *k, klen) == 0 && g_argv[i][klen] == '=')
@@ -872,6 +918,464 @@ static void run_server(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* larson: chains of threads that inherit their predecessor's objects */
+/*                                                                    */
+/* W chains run side by side.  Each chain owns an array of slots that */
+/* the main thread fills (8..1000 B).  A chain's thread runs `steps`  */
+/* churn steps on it, then starts its successor, which takes over the */
+/* array (and the rng), and exits.  The successor joins its           */
+/* predecessor only after its own steps, so the old thread exits      */
+/* while the new one already allocates, as in larson.  After `gens`   */
+/* generations the last thread of each chain reports to the main      */
+/* thread, which joins it, reads RSS with every object still live,    */
+/* then frees them.                                                   */
+/* ------------------------------------------------------------------ */
+
+static inline size_t size_larson(struct rng *r) { return 8 + rng_below(r, 993); }  /* 8..1000 */
+
+struct larson_shared {
+    uint64_t slots, steps, gens;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned chains_done;
+};
+
+struct larson_chain {
+    struct larson_shared *sh;
+    unsigned char **slot;
+    struct rng r;               /* travels with the array: sizes do not depend on timing */
+    uint64_t gen;               /* generations finished */
+    pthread_t prev;             /* the running thread's predecessor (if has_prev) */
+    int has_prev;
+    pthread_t last;             /* the chain's last thread, joined by the main thread */
+    double t_end;
+    unsigned sum;
+};
+
+static void *larson_worker(void *arg)
+{
+    struct larson_chain *c = arg;
+    struct larson_shared *sh = c->sh;
+    unsigned sum = c->sum;
+
+    for (uint64_t s = 0; s < sh->steps; s++) {
+        uint32_t i = rng_below(&c->r, (uint32_t)sh->slots);
+        sum += c->slot[i][0];
+        b_free(c->slot[i]);
+        size_t n = size_larson(&c->r);
+        c->slot[i] = checked(b_alloc(n));
+        touch(c->slot[i], n, (unsigned)s);
+    }
+    c->sum = sum;
+    if (c->has_prev && pthread_join(c->prev, NULL) != 0)
+        die("larson: pthread_join failed");
+    c->gen++;
+    if (c->gen < sh->gens) {
+        pthread_t next;
+        c->prev = pthread_self();
+        c->has_prev = 1;
+        if (pthread_create(&next, NULL, larson_worker, c) != 0)
+            die("larson: pthread_create failed");
+        return NULL;            /* c now belongs to the successor */
+    }
+    c->t_end = now_ns();
+    c->last = pthread_self();
+    pthread_mutex_lock(&sh->mu);
+    sh->chains_done++;
+    pthread_cond_signal(&sh->cv);
+    pthread_mutex_unlock(&sh->mu);
+    return NULL;
+}
+
+static void run_larson(void)
+{
+    static const char *const known[] = {"workers", "slots", "steps", "gens", NULL};
+    check_args(known);
+    unsigned w = (unsigned)arg_u64("workers", 2);
+    struct larson_shared sh;
+    sh.slots = arg_u64("slots", 20000);
+    sh.steps = arg_u64("steps", 20000);
+    sh.gens = arg_u64("gens", 30);
+    if (w == 0 || w > 256 || sh.slots == 0 || sh.slots > UINT32_MAX || sh.steps == 0 ||
+        sh.gens == 0)
+        die("larson: need 1 <= workers <= 256 and slots, steps, gens > 0");
+    snprintf(cur_variant, sizeof cur_variant, "%u", w);
+    scenario_begin();
+
+    size_t bytes = sh.slots * sizeof(unsigned char *);
+    struct larson_chain *chain = big_array(w * sizeof *chain);
+    for (unsigned k = 0; k < w; k++)
+        chain[k].slot = big_array(bytes);
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cv, NULL);
+    sh.chains_done = 0;
+    reset_peak();
+    uint64_t base = rss_kib();
+
+    for (unsigned k = 0; k < w; k++) {
+        chain[k].sh = &sh;
+        chain[k].r.s = SEED_SIZES + 100 + k;
+        for (uint64_t i = 0; i < sh.slots; i++) {
+            size_t n = size_larson(&chain[k].r);
+            chain[k].slot[i] = checked(b_alloc(n));
+            touch(chain[k].slot[i], n, (unsigned)i);
+        }
+    }
+    double t0 = now_ns();
+    for (unsigned k = 0; k < w; k++) {
+        pthread_t tid;
+        if (pthread_create(&tid, NULL, larson_worker, &chain[k]) != 0)
+            die("larson: pthread_create failed");
+    }
+    pthread_mutex_lock(&sh.mu);
+    while (sh.chains_done < w)
+        pthread_cond_wait(&sh.cv, &sh.mu);
+    pthread_mutex_unlock(&sh.mu);
+    double t1 = t0;
+    unsigned sum = 0;
+    for (unsigned k = 0; k < w; k++) {
+        if (pthread_join(chain[k].last, NULL) != 0)
+            die("larson: pthread_join failed");
+        if (chain[k].t_end > t1)
+            t1 = chain[k].t_end;
+        sum += chain[k].sum;
+    }
+    uint64_t live = rss_kib();          /* every thread gone, every object live */
+    uint64_t peak = status_kib("VmHWM");
+    for (unsigned k = 0; k < w; k++) {
+        for (uint64_t i = 0; i < sh.slots; i++) {
+            sum += chain[k].slot[i][0];
+            b_free(chain[k].slot[i]);
+        }
+    }
+    uint64_t end = rss_kib();
+    bench_sink = sum;
+
+    double pairs = (double)sh.steps * (double)sh.gens * w;
+    result("pairs_per_s", per_second(pairs, t0, t1), "pairs/s");
+    result("ns_per_pair", (t1 - t0) / pairs, "ns");
+    result("pairs", pairs, "pairs");
+    result("threads_started", (double)sh.gens * w, "threads");
+    result("rss_base_kib", (double)base, "KiB");
+    result("rss_live_kib", (double)live, "KiB");
+    result("rss_peak_kib", (double)peak, "KiB");
+    result("rss_end_kib", (double)end, "KiB");
+    result("heap_live_kib", (double)live - (double)base, "KiB");
+    result("heap_peak_kib", (double)peak - (double)base, "KiB");
+    result("heap_end_kib", (double)end - (double)base, "KiB");
+    pthread_cond_destroy(&sh.cv);
+    pthread_mutex_destroy(&sh.mu);
+    for (unsigned k = 0; k < w; k++)
+        big_array_free(chain[k].slot, bytes);
+    big_array_free(chain, w * sizeof *chain);
+    scenario_end();
+}
+
+/* ------------------------------------------------------------------ */
+/* tstress: rounds of short-lived threads that pass objects around    */
+/*                                                                    */
+/* Each round starts T threads and joins them.  A thread allocates    */
+/* batches (1..64 objects; 99% 8..512 B, 1% 513..8192 B; every byte   */
+/* written), keeps them in a local array of bounded size (when full,  */
+/* a random old one is freed), and swaps a few with random slots of a */
+/* shared transfer array; what comes back is freed or kept.  At its   */
+/* end a thread frees what it holds; the transfer array keeps its     */
+/* objects for the threads of later rounds, and the main thread frees */
+/* what is left at the very end.                                      */
+/* ------------------------------------------------------------------ */
+
+static inline size_t size_tstress(struct rng *r)
+{
+    if (rng_below(r, 100) == 0)
+        return 513 + rng_below(r, 8192 - 513 + 1);     /* 513..8192 */
+    return 8 + rng_below(r, 505);                       /* 8..512 */
+}
+
+/* Every byte is written: the size in the first four, (size & 255) in the
+ * rest, so a free can check the last byte of a block that may have been
+ * allocated by another thread in another round. */
+static unsigned char *tstress_new(struct rng *r)
+{
+    size_t n = size_tstress(r);
+    unsigned char *p = checked(b_alloc(n));
+    uint32_t n32 = (uint32_t)n;
+    memset(p, (unsigned char)n, n);
+    memcpy(p, &n32, sizeof n32);
+    return p;
+}
+
+static unsigned tstress_free(unsigned char *p)
+{
+    uint32_t n;
+    memcpy(&n, p, sizeof n);
+    if (n < 8 || n > 8192 || p[n - 1] != (unsigned char)n)
+        die("tstress: a block was overwritten");
+    unsigned v = p[n - 1];
+    b_free(p);
+    return v;
+}
+
+struct tstress_shared {
+    _Atomic(unsigned char *) *transfer;
+    uint64_t nxfer, iter, cap;
+};
+
+struct tstress_job {
+    struct tstress_shared *sh;
+    unsigned char **local;      /* cap entries, mapped by the main thread */
+    uint64_t seed;
+    uint64_t allocs;
+    unsigned sum;
+};
+
+static void *tstress_body(void *arg)
+{
+    struct tstress_job *job = arg;
+    struct tstress_shared *sh = job->sh;
+    struct rng r = {job->seed};
+    unsigned char **local = job->local;
+    uint64_t n = 0, allocs = 0;
+    unsigned sum = 0;
+
+    for (uint64_t it = 0; it < sh->iter; it++) {
+        uint32_t batch = 1 + rng_below(&r, 64);
+        for (uint32_t b = 0; b < batch; b++) {
+            unsigned char *p = tstress_new(&r);
+            allocs++;
+            if (n < sh->cap) {
+                local[n++] = p;
+            } else {
+                uint32_t k = rng_below(&r, (uint32_t)n);
+                sum += tstress_free(local[k]);
+                local[k] = p;
+            }
+        }
+        uint32_t swaps = 1 + rng_below(&r, 4);
+        for (uint32_t s = 0; s < swaps && n > 0; s++) {
+            uint32_t k = rng_below(&r, (uint32_t)n);
+            uint32_t j = rng_below(&r, (uint32_t)sh->nxfer);
+            unsigned char *old = atomic_exchange(&sh->transfer[j], local[k]);
+            if (old != NULL && rng_below(&r, 2) == 0) {
+                local[k] = old;                 /* keep what came back */
+            } else {
+                if (old != NULL)
+                    sum += tstress_free(old);
+                local[k] = local[--n];
+            }
+        }
+    }
+    for (uint64_t k = 0; k < n; k++)
+        sum += tstress_free(local[k]);
+    job->allocs = allocs;
+    job->sum = sum;
+    return NULL;
+}
+
+static void run_tstress(void)
+{
+    static const char *const known[] = {"threads", "rounds", "iter", "transfer", "local", NULL};
+    check_args(known);
+    unsigned t = (unsigned)arg_u64("threads", 4);
+    uint64_t rounds = arg_u64("rounds", 20);
+    struct tstress_shared sh;
+    sh.iter = arg_u64("iter", 200);
+    sh.nxfer = arg_u64("transfer", 1000);
+    sh.cap = arg_u64("local", 1000);
+    if (t == 0 || t > 256 || rounds == 0 || sh.iter == 0 || sh.nxfer == 0 ||
+        sh.nxfer > UINT32_MAX || sh.cap == 0 || sh.cap > UINT32_MAX)
+        die("tstress: need 1 <= threads <= 256 and rounds, iter, transfer, local > 0");
+    snprintf(cur_variant, sizeof cur_variant, "%u", t);
+    scenario_begin();
+
+    size_t xbytes = sh.nxfer * sizeof *sh.transfer;
+    size_t lbytes = sh.cap * sizeof(unsigned char *);
+    sh.transfer = big_array(xbytes);
+    for (uint64_t j = 0; j < sh.nxfer; j++)
+        atomic_init(&sh.transfer[j], NULL);
+    struct tstress_job *jobs = big_array(t * sizeof *jobs);
+    pthread_t *tid = big_array(t * sizeof *tid);
+    for (unsigned i = 0; i < t; i++)
+        jobs[i].local = big_array(lbytes);
+    reset_peak();
+    uint64_t base = rss_kib();
+
+    uint64_t allocs = 0;
+    unsigned sum = 0;
+    double t0 = now_ns();
+    for (uint64_t rd = 0; rd < rounds; rd++) {
+        for (unsigned i = 0; i < t; i++) {
+            jobs[i].sh = &sh;
+            jobs[i].seed = SEED_SIZES + rd * 1000 + i;
+            if (pthread_create(&tid[i], NULL, tstress_body, &jobs[i]) != 0)
+                die("tstress: pthread_create failed");
+        }
+        for (unsigned i = 0; i < t; i++) {
+            if (pthread_join(tid[i], NULL) != 0)
+                die("tstress: pthread_join failed");
+            allocs += jobs[i].allocs;
+            sum += jobs[i].sum;
+        }
+    }
+    double t1 = now_ns();
+    uint64_t left = 0;
+    for (uint64_t j = 0; j < sh.nxfer; j++) {
+        unsigned char *p = atomic_load(&sh.transfer[j]);
+        if (p != NULL) {
+            sum += tstress_free(p);
+            left++;
+        }
+    }
+    uint64_t end = rss_kib();
+    uint64_t peak = status_kib("VmHWM");
+    bench_sink = sum;
+
+    result("wall_ms", (t1 - t0) / 1e6, "ms");
+    result("ns_per_alloc", (t1 - t0) / (double)allocs, "ns");
+    result("allocs", (double)allocs, "allocs");
+    result("threads_started", (double)rounds * t, "threads");
+    result("transfer_left", (double)left, "objects");
+    result("rss_base_kib", (double)base, "KiB");
+    result("rss_peak_kib", (double)peak, "KiB");
+    result("rss_end_kib", (double)end, "KiB");
+    result("heap_peak_kib", (double)peak - (double)base, "KiB");
+    result("heap_end_kib", (double)end - (double)base, "KiB");
+    for (unsigned i = 0; i < t; i++)
+        big_array_free(jobs[i].local, lbytes);
+    big_array_free(tid, t * sizeof *tid);
+    big_array_free(jobs, t * sizeof *jobs);
+    big_array_free(sh.transfer, xbytes);
+    scenario_end();
+}
+
+/* ------------------------------------------------------------------ */
+/* rounds: batch work, then idle                                      */
+/*                                                                    */
+/* R rounds of: allocate n blocks (16..512 B, every byte written),    */
+/* then free them all (in allocation order or in one fixed random     */
+/* order).  Then the program idles for wait_ms and reads RSS every    */
+/* 100 ms: how much memory does the allocator keep while nothing      */
+/* happens, and does a background purger give it back?               */
+/* ------------------------------------------------------------------ */
+
+#define ROUNDS_MAX 1000u
+
+static void sleep_until(double t_ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(t_ns / 1e9);
+    ts.tv_nsec = (long)(t_ns - (double)ts.tv_sec * 1e9);
+    if (ts.tv_nsec < 0)
+        ts.tv_nsec = 0;
+    if (ts.tv_nsec > 999999999)
+        ts.tv_nsec = 999999999;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void run_rounds(void)
+{
+    static const char *const known[] = {"n", "rounds", "order", "wait_ms", NULL};
+    check_args(known);
+    uint64_t n = arg_u64("n", 300000);
+    uint64_t rounds = arg_u64("rounds", 6);
+    uint64_t wait_ms = arg_u64("wait_ms", 1500);
+    const char *order = arg_str("order", "alloc");
+    int random_order;
+    if (strcmp(order, "alloc") == 0)
+        random_order = 0;
+    else if (strcmp(order, "random") == 0)
+        random_order = 1;
+    else
+        die("rounds: order must be alloc or random");
+    if (n == 0 || n > UINT32_MAX || rounds == 0 || rounds > ROUNDS_MAX || wait_ms > 3600000)
+        die("rounds: need 0 < n < 2^32, 1 <= rounds <= 1000, wait_ms <= 3600000");
+    snprintf(cur_variant, sizeof cur_variant, "%s", order);
+    scenario_begin();
+
+    size_t pbytes = n * sizeof(unsigned char *);
+    size_t obytes = n * sizeof(uint32_t);
+    unsigned char **ptr = big_array(pbytes);
+    uint32_t *perm = big_array(obytes);
+    for (uint64_t i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
+    if (random_order) {         /* Fisher-Yates with the fixed seed */
+        struct rng pick = {SEED_PICKS};
+        for (uint64_t i = n - 1; i > 0; i--) {
+            uint32_t j = rng_below(&pick, (uint32_t)(i + 1));
+            uint32_t tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+    }
+    struct rng r = {SEED_SIZES};
+    unsigned sum = 0;
+    double requested = 0, total_ns = 0;
+    reset_peak();
+    uint64_t base = rss_kib();
+    result("rss_base_kib", (double)base, "KiB");
+
+    double t_free = 0;
+    for (uint64_t rd = 0; rd < rounds; rd++) {
+        double t0 = now_ns();
+        for (uint64_t i = 0; i < n; i++) {
+            size_t sz = size_uniform(&r);
+            if (rd == 0)
+                requested += (double)sz;
+            ptr[i] = checked(b_alloc(sz));
+            memset(ptr[i], (int)((i + rd) & 255), sz);
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            unsigned char *p = ptr[perm[i]];
+            sum += p[0];
+            b_free(p);
+        }
+        t_free = now_ns();
+        char name[48];
+        snprintf(name, sizeof name, "round%llu_ns_per_obj", (unsigned long long)(rd + 1));
+        result(name, (t_free - t0) / (double)n, "ns");
+        total_ns += t_free - t0;
+    }
+    uint64_t after = rss_kib();         /* right after the last free */
+    uint64_t peak = status_kib("VmHWM");
+    bench_sink = sum;
+
+    /* idle: RSS every 100 ms, time counted from the end of the last free */
+    struct series ser = {t_free, 1};
+    printf("series %s %s wait 0.000 %llu\n", cur_scenario, variant(), (unsigned long long)after);
+    uint64_t at_end = after;
+    for (uint64_t ms = 100; ms <= wait_ms; ms += 100) {
+        sleep_until(t_free + (double)ms * 1e6);
+        at_end = rss_kib();
+        series_point(&ser, "wait");
+    }
+    if (wait_ms % 100 != 0) {
+        sleep_until(t_free + (double)wait_ms * 1e6);
+        at_end = rss_kib();
+        series_point(&ser, "wait");
+    }
+
+    double heap_peak = (double)peak - (double)base;
+    double heap_after = (double)after - (double)base;
+    double heap_wait = (double)at_end - (double)base;
+    result("ns_per_obj", total_ns / ((double)n * (double)rounds), "ns");
+    result("objects", (double)n, "objects");
+    result("rounds", (double)rounds, "rounds");
+    result("requested_kib", requested / 1024.0, "KiB");
+    result("rss_peak_kib", (double)peak, "KiB");
+    result("rss_after_free_kib", (double)after, "KiB");
+    result("rss_after_wait_kib", (double)at_end, "KiB");
+    result("heap_peak_kib", heap_peak, "KiB");
+    result("heap_after_free_kib", heap_after, "KiB");
+    result("heap_after_wait_kib", heap_wait, "KiB");
+    result("held_pct_now", heap_peak > 0 ? 100.0 * heap_after / heap_peak : 0.0, "%");
+    result("held_pct_after_wait", heap_peak > 0 ? 100.0 * heap_wait / heap_peak : 0.0, "%");
+    result("wait_ms", (double)wait_ms, "ms");
+    big_array_free(perm, obytes);
+    big_array_free(ptr, pbytes);
+    scenario_end();
+}
+
+/* ------------------------------------------------------------------ */
 
 struct scenario {
     const char *name;
@@ -881,7 +1385,8 @@ struct scenario {
 static const struct scenario scenarios[] = {
     {"fixed", run_fixed},         {"churn", run_churn},     {"burst", run_burst},
     {"survivors", run_survivors}, {"realloc", run_realloc}, {"threads", run_threads},
-    {"xthread", run_xthread},     {"server", run_server},
+    {"xthread", run_xthread},     {"server", run_server},       {"larson", run_larson},
+    {"tstress", run_tstress},     {"rounds", run_rounds},
 };
 
 int main(int argc, char **argv)
@@ -901,6 +1406,15 @@ int main(int argc, char **argv)
     long pg = sysconf(_SC_PAGESIZE);
     page_kib = pg > 0 ? (uint64_t)pg / 1024 : 4;
 
+#if defined(BENCH_NULL)
+    if (strcmp(argv[1], "fixed") != 0) {
+        fprintf(stderr, "bench-null: only the fixed scenario is meaningful without an allocator\n");
+        return 2;
+    }
+#endif
+    for (int i = 2; i < argc; i++)
+        if (strncmp(argv[i], "label=", 6) == 0)
+            variant_label = argv[i] + 6;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         if (strcmp(argv[1], scenarios[i].name) == 0) {
             cur_scenario = scenarios[i].name;
