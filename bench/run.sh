@@ -151,7 +151,7 @@ fi
 # ---------------------------------------------------------------- build
 if [ ! -f "$BUILD/build.ninja" ]; then
     say "meson setup $BUILD (release)"
-    meson setup "$BUILD" -Dbuildtype=release -Dbench=true -Dtests=false >"$BUILD.setup.log" 2>&1 || {
+    meson setup "$BUILD" -Dbuildtype=release -Dbench=true -Dtests=disabled >"$BUILD.setup.log" 2>&1 || {
         cat "$BUILD.setup.log" >&2; echo "run.sh: meson setup failed" >&2; exit 1; }
     mv "$BUILD.setup.log" "$BUILD/bench-setup.log"
 fi
