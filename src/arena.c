@@ -43,6 +43,7 @@ static struct {
     struct ar_arena *cache;             /* empty arenas held by no heap, newest first */
     unsigned cached;
     struct ar_arena *free_descs;        /* headers of released arenas, for reuse */
+    unsigned descs_resident;            /* ... whose descriptor page is resident */
     struct ar_arenas *sets;             /* every heap's set                     */
     struct ar_hold hold;                /* empty arenas worth keeping (auto)    */
     uint64_t reserved, released, live, peak_bytes, failures;
@@ -273,21 +274,44 @@ void ar_arenas_init(struct ar_arenas *s)
 
 /* ---- the world: reserve, cache, release ---------------------------------- */
 
+/* The descriptor pages of released arenas stay resident for the next
+ * arenas, up to AR_DESCS_KEPT of them; beyond that they are purged
+ * together, contiguous pages in one call. */
+#define AR_DESCS_KEPT 64
+
+static void desc_release(struct ar_arena *a)
+{
+    a->desc_resident = true;
+    a->next = world.free_descs;
+    world.free_descs = a;
+    if (++world.descs_resident <= AR_DESCS_KEPT)
+        return;
+    void *pages[AR_DESCS_KEPT + 1];
+    unsigned n = 0;
+    for (struct ar_arena *d = world.free_descs; d != NULL && n <= AR_DESCS_KEPT; d = d->next)
+        if (d->desc_resident) {
+            d->desc_resident = false;
+            pages[n++] = d->pools;
+        }
+    ar_meta_purge_pages(pages, n);
+    world.descs_resident = 0;
+}
+
 static struct ar_arena *arena_new(void)
 {
     struct ar_arena *a = world.free_descs;
     if (a != NULL) {
         world.free_descs = a->next;
-        ar_meta_unpurge(a->pools);
+        if (a->desc_resident)
+            world.descs_resident--;
+        else
+            ar_meta_unpurge(a->pools);
     } else {
         a = ar_meta_alloc(sizeof(*a));
         if (a == NULL)
             return NULL;
-        if ((a->pools = ar_meta_page()) == NULL) {
-            a->next = world.free_descs;      /* keep the header for later */
-            world.free_descs = a;
-            return NULL;
-        }
+        if ((a->pools = ar_meta_page()) == NULL)
+            return NULL;                    /* metadata is exhausted */
     }
     const struct ar_backend *b = world.backend;
     void *base = b->reserve(b->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
@@ -296,9 +320,7 @@ static struct ar_arena *arena_new(void)
         if (base != NULL)
             b->release(b->ctx, base, AR_ARENA_SIZE);
         world.failures++;
-        ar_meta_purge(a->pools);
-        a->next = world.free_descs;
-        world.free_descs = a;
+        desc_release(a);
         return NULL;
     }
     struct ar_pool *pools = a->pools;
@@ -352,11 +374,9 @@ static bool release_arena(struct ar_arena *a)
         return false;
     cache_remove(a);
     ar_registry_set_arena(a->base, NULL);
-    ar_meta_purge(a->pools);
     world.released++;
     world.live--;
-    a->next = world.free_descs;
-    world.free_descs = a;
+    desc_release(a);
     return true;
 }
 
@@ -729,10 +749,12 @@ void ar_arena_counts(struct arena_stats *st)
     struct ar_syscalls c = {0};
     if (world.backend->calls != NULL)
         world.backend->calls(world.backend->ctx, &c);
-    st->calls_mmap = c.mmap;
+    uint64_t meta_mmap, meta_madvise;   /* libarena's own metadata */
+    ar_meta_calls(&meta_mmap, &meta_madvise);
+    st->calls_mmap = c.mmap + meta_mmap;
     st->calls_munmap = c.munmap;
     st->calls_brk = c.brk;
-    st->calls_madvise = c.madvise;
+    st->calls_madvise = c.madvise + meta_madvise;
 }
 
 uint64_t ar_arena_bytes_given_back(void)

@@ -145,9 +145,10 @@ AR_HIDDEN void ar_clock_override(uint64_t (*now_ms)(void));
 
 AR_HIDDEN void *ar_meta_alloc(size_t size);   /* 64-byte aligned pieces    */
 AR_HIDDEN void *ar_meta_page(void);           /* one 4 KiB page            */
-AR_HIDDEN void ar_meta_purge(void *page);     /* give a page back (reads 0) */
+AR_HIDDEN void ar_meta_purge_pages(void **pages, unsigned n); /* give back (read 0) */
 AR_HIDDEN void ar_meta_unpurge(void *page);
 AR_HIDDEN uint64_t ar_meta_bytes(void);       /* mapped and not purged      */
+AR_HIDDEN void ar_meta_calls(uint64_t *mmaps, uint64_t *madvises);
 AR_HIDDEN bool ar_meta_contains(const void *p);
 
 /* ======================================================================
@@ -210,6 +211,8 @@ struct ar_arena {
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
     bool cached;                        /* in the global cache (ar_lock)    */
+    bool desc_resident;                 /* released, its descriptor page not
+                                           purged yet (ar_lock)              */
     bool young;                         /* cached since the purger's last look */
     struct ar_arena *prev, *next;       /* set bucket, or global cache      */
     struct ar_arena *dirty_prev, *dirty_next; /* set's arenas with dirty pools */

@@ -10,6 +10,7 @@
  * Called with ar_lock held.  It never calls malloc, so it is safe inside a
  * malloc replacement.
  */
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -17,6 +18,7 @@
 #define AR_META_CHUNK ((size_t)1 << 20)
 
 static uint64_t meta_bytes;               /* mapped and not purged */
+static uint64_t calls_mmap, calls_madvise;
 
 /* Every chunk, so the checked build can tell a pointer into metadata. */
 #define AR_META_MAX_CHUNKS 4096
@@ -55,6 +57,7 @@ static void *bump_alloc(struct bump *b, size_t size, size_t align)
     char *p = (char *)(((uintptr_t)b->cur + align - 1) & ~(uintptr_t)(align - 1));
     if (b->cur == NULL || p + size > b->end) {
         size_t chunk = size > AR_META_CHUNK ? size : AR_META_CHUNK;
+        calls_mmap++;
         void *m = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
@@ -80,12 +83,29 @@ void *ar_meta_page(void)
     return bump_alloc(&page_bump, 4096, 4096);
 }
 
-void ar_meta_purge(void *page)
+static int cmp_addr(const void *a, const void *b)
 {
-    if (madvise(page, 4096, MADV_DONTNEED) == 0)
-        meta_bytes -= 4096;
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
 }
 
+/* Give n pages back to the OS (they read as zero afterwards), contiguous
+ * ones in one call. */
+void ar_meta_purge_pages(void **pages, unsigned n)
+{
+    qsort(pages, n, sizeof(*pages), cmp_addr);
+    for (unsigned i = 0; i < n;) {
+        unsigned j = i + 1;
+        while (j < n && (char *)pages[j] == (char *)pages[j - 1] + 4096)
+            j++;
+        calls_madvise++;
+        if (madvise(pages[i], (size_t)(j - i) * 4096, MADV_DONTNEED) == 0)
+            meta_bytes -= (uint64_t)(j - i) * 4096;
+        i = j;
+    }
+}
+
+/* A purged page is in use again. */
 void ar_meta_unpurge(void *page)
 {
     (void)page;
@@ -95,4 +115,10 @@ void ar_meta_unpurge(void *page)
 uint64_t ar_meta_bytes(void)
 {
     return meta_bytes;
+}
+
+void ar_meta_calls(uint64_t *mmaps, uint64_t *madvises)
+{
+    *mmaps = calls_mmap;
+    *madvises = calls_madvise;
 }
