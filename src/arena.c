@@ -494,7 +494,8 @@ void ar_arena_cache_trim(bool all, bool idle_only)
 
 /* ---- pools in and out of a set -------------------------------------------- */
 
-static struct ar_pool *take_pool(struct ar_arenas *s, struct ar_arena *a, unsigned cls)
+static struct ar_pool *take_pool(struct ar_arenas *s, struct ar_arena *a, unsigned cls,
+                                 struct ar_heap *owner)
 {
     uint64_t pick = a->free_mask & a->dirty_mask;                       /* resident */
     bool resident = pick != 0;
@@ -519,15 +520,21 @@ static struct ar_pool *take_pool(struct ar_arenas *s, struct ar_arena *a, unsign
         ar_hold_fresh(&s->pools_hold, 1);   /* pages come fresh from the OS */
     }
     bucket_insert(s, a);
-    a->pools[i].cls = (uint8_t)cls;     /* under the lock: stats read it */
-    return &a->pools[i];
+    /* Under the lock, with the mask: stats and validators read them. */
+    struct ar_pool *p = &a->pools[i];
+    AR_ASSERT(ar_state_get(p) == AR_POOL_FREE, "arena %p hands out pool %p in use\n",
+              (void *)a->base, (void *)ar_pool_base(p));
+    p->cls = (uint8_t)cls;
+    atomic_store_explicit(&p->state, AR_POOL_USED, AR_RELAXED);
+    atomic_store_explicit(&p->owner, owner, memory_order_release);
+    return p;
 }
 
 /* No arena to be had: a free pool of another heap's arena.  The pool is
  * the borrower's; its arena stays in the lender's set, where the pool goes
  * back.  Memory in one heap's arenas is thus never out of reach of the
  * others when the OS gives no more. */
-static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls)
+static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls, struct ar_heap *owner)
 {
     struct ar_pool *p = NULL;
     pthread_mutex_lock(&ar_lock);
@@ -537,7 +544,7 @@ static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls)
         pthread_mutex_lock(&t->lock);
         struct ar_arena *a = fullest(t);
         if (a != NULL)
-            p = take_pool(t, a, cls);
+            p = take_pool(t, a, cls, owner);
         pthread_mutex_unlock(&t->lock);
     }
     if (p != NULL)
@@ -546,21 +553,19 @@ static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls)
     return p;
 }
 
-struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls)
+struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls, struct ar_heap *owner)
 {
     for (;;) {
         pthread_mutex_lock(&s->lock);
         struct ar_arena *a = fullest(s);
         if (a != NULL) {
-            struct ar_pool *p = take_pool(s, a, cls);
-            AR_ASSERT(ar_state_get(p) == AR_POOL_FREE, "arena %p hands out pool %p in use\n",
-                      (void *)a->base, (void *)ar_pool_base(p));
+            struct ar_pool *p = take_pool(s, a, cls, owner);
             pthread_mutex_unlock(&s->lock);
             return p;
         }
         pthread_mutex_unlock(&s->lock);
         if (!obtain(s))
-            return borrow(s, cls);
+            return borrow(s, cls, owner);
     }
 }
 

@@ -220,7 +220,7 @@ static void tidy(struct ar_heap *h)
 /* A new pool for class c, as the current pool. */
 static struct ar_pool *acquire_pool(struct ar_heap *h, unsigned c)
 {
-    struct ar_pool *p = ar_arenas_acquire(&h->arenas, c);
+    struct ar_pool *p = ar_arenas_acquire(&h->arenas, c, h);
     if (p == NULL)
         return NULL;
     ar_pool_init(p, c, h);
@@ -628,7 +628,7 @@ static void heap_exit(void *arg)
     for (;;) {
         sweep_all(h);
 #if ARENA_CHECKED
-        ar_heap_validate(h);
+        ar_validate();                  /* this heap, every arena set, the cache */
 #endif
         ar_arenas_give_back(&h->arenas, false);
         pthread_mutex_lock(&ar_lock);

@@ -320,7 +320,10 @@ struct ar_arenas {
 extern pthread_mutex_t ar_lock;
 
 AR_HIDDEN void ar_arenas_init(struct ar_arenas *s);                /* ar_lock held */
-AR_HIDDEN struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls); /* owner */
+/* A pool for class cls, already marked in use (USED, owner) under the
+ * set's lock; the owner initialises the rest (ar_pool_init). */
+AR_HIDDEN struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls,
+                                            struct ar_heap *owner);
 AR_HIDDEN void ar_arenas_return(struct ar_pool *p);                /* p's owner */
 AR_HIDDEN void ar_arenas_give_back(struct ar_arenas *s, bool all); /* purge + release */
 AR_HIDDEN void ar_arenas_purge_idle(struct ar_arenas *s);          /* purger */
@@ -402,6 +405,14 @@ struct ar_heap {
     _Atomic(struct ar_heap *) next_all; /* every heap ever made             */
     struct ar_heap *next_free;          /* dead heaps (ar_lock)             */
 };
+
+/* The metadata sizes quoted in docs/design.md ("Metadata and its
+ * overhead"); change both together. */
+#if !ARENA_CHECKED
+_Static_assert(sizeof(struct ar_arena) == 96, "arena header size in docs/design.md");
+#endif
+_Static_assert(sizeof(struct ar_heap) == 2352, "heap size in docs/design.md");
+_Static_assert(sizeof(struct ar_reg_leaf) == 9u << 20, "registry leaf size in docs/design.md");
 
 extern struct ar_heap ar_heap_none;
 extern AR_TLS struct ar_heap *ar_tls_heap;

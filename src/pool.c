@@ -105,22 +105,21 @@ static inline void state_set(struct ar_pool *p, unsigned s)
     atomic_store_explicit(&p->state, (uint8_t)s, AR_RELAXED);
 }
 
-/* FREE -> (not yet on a list): the heap puts it on its class list next. */
+/* A pool just taken from its arena (class, USED and owner are set under
+ * the set's lock): the rest of it, before the heap puts it on a list. */
 void ar_pool_init(struct ar_pool *p, unsigned cls, struct ar_heap *owner)
 {
-    AR_ASSERT(ar_state_get(p) == AR_POOL_FREE, "pool %p taken while in use\n",
-              (void *)ar_pool_base(p));
-    AR_ASSERT(p->cls == cls, "pool %p taken for class %u, set to %u\n",
-              (void *)ar_pool_base(p), cls, p->cls);
+    AR_ASSERT(ar_state_get(p) == AR_POOL_USED && p->cls == cls &&
+                  atomic_load_explicit(&p->owner, AR_RELAXED) == owner,
+              "pool %p was not taken for class %u\n", (void *)ar_pool_base(p), cls);
+    (void)owner;
     p->free = NULL;
     used_set(p, 0);
     p->nblocks = (uint16_t)ar_class_blocks(cls);
     p->carved = 0;
-    state_set(p, AR_POOL_USED);
     p->prev = p->next = NULL;
     atomic_store_explicit(&p->remote, 0, AR_RELAXED);
     atomic_store_explicit(&p->remote_count, 0, AR_RELAXED);
-    atomic_store_explicit(&p->owner, owner, memory_order_release);
 }
 
 /* -> CURRENT: the head of its class list carries the heap's hold, so the
