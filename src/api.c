@@ -83,19 +83,41 @@ static AR_NOINLINE void *alloc_slow(size_t size)
     return ar_heap_refill(h, ar_class_of(size));
 }
 
+/* Pop a block from cache m, or NULL.  ar_reload(m): see internal.h. */
+static inline void *cache_pop(struct ar_heap *h, size_t m)
+{
+    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    void *b = *t;
+    if (ar_likely(b != NULL)) {
+        ar_reload(m);
+        atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
+        ar_on_alloc(b, (unsigned)m - 1);
+    }
+    return b;
+}
+
+/* Push ptr, a block the registry maps to m, on cache m; false if there
+ * is no room (or m is 0). */
+static inline bool cache_push(struct ar_heap *h, size_t m, void *ptr)
+{
+    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    if (ar_unlikely(t == h->room[m]))
+        return false;
+    if (ar_unlikely(ptr == *t))
+        ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
+    ar_on_free(ptr, (unsigned)m - 1);
+    t[-1] = ptr;
+    ar_reload(m);
+    atomic_store_explicit(&h->top[m], t - 1, AR_RELAXED);
+    return true;
+}
+
 void *arena_alloc(size_t size)
 {
     if (ar_likely(size <= AR_SMALL_MAX)) {
-        struct ar_heap *h = ar_tls_heap;
-        size_t m = (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT;
-        void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
-        void *b = *t;
-        if (ar_likely(b != NULL)) {
-            ar_reload(m);
-            atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
-            ar_on_alloc(b, (unsigned)m - 1);
+        void *b = cache_pop(ar_tls_heap, (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT);
+        if (ar_likely(b != NULL))
             return b;
-        }
     }
     return alloc_slow(size);
 }
@@ -127,17 +149,8 @@ void arena_free(void *ptr)
         ar_fatal("libarena: invalid free of %p: not a block of libarena\n", ptr);
 #endif
     size_t m = ar_registry_map(ptr);
-    struct ar_heap *h = ar_tls_heap;
-    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
-    if (ar_likely(t != h->room[m])) {
-        if (ar_unlikely(ptr == *t))
-            ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
-        ar_on_free(ptr, (unsigned)m - 1);
-        t[-1] = ptr;
-        ar_reload(m);
-        atomic_store_explicit(&h->top[m], t - 1, AR_RELAXED);
+    if (ar_likely(cache_push(ar_tls_heap, m, ptr)))
         return;
-    }
     free_slow(ptr, m);
 }
 
@@ -200,6 +213,16 @@ void *arena_realloc(void *ptr, size_t size)
         old = ar_class_size((unsigned)c);
         if (size <= old && size > old / 2)
             return ptr;
+        /* Small to small through the thread cache: no second lookup. */
+        struct ar_heap *h = ar_tls_heap;
+        void *q;
+        if (m != 0 && size - 1 < AR_SMALL_MAX &&
+            (q = cache_pop(h, (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT)) != NULL) {
+            memcpy(q, ptr, old < size ? old : size);
+            if (!cache_push(h, m, ptr))
+                free_slow(ptr, m);
+            return q;
+        }
     } else {
         if (size > AR_SMALL_MAX)
             return ar_sys_realloc(ptr, size);
