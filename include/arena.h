@@ -55,6 +55,21 @@ ARENA_API size_t arena_release(void);
 ARENA_API int arena_purger_start(unsigned delay_ms);
 ARENA_API void arena_purger_stop(void);
 
+/* Memory limits.  Counted: the bytes of arenas libarena has mapped, plus
+ * the large blocks it has handed out.  0 means no limit.
+ *   hard_bytes  an allocation that would take the count above it returns
+ *               NULL with errno = ENOMEM (after libarena gave back what it
+ *               holds free); nothing else changes, and allocation works
+ *               again as soon as memory is freed.
+ *   soft_bytes  when an allocation takes the count above it, libarena
+ *               gives back what it holds free (as arena_release does); if
+ *               the count is still above, it calls on_soft(count, arg)
+ *               once per crossing, outside any lock (on_soft may allocate).
+ * Returns 0, or EINVAL when hard_bytes is not 0 and soft_bytes is above it.
+ * ARENA_LIMIT=hard[,soft] (e.g. 2G,1536M) sets them at start-up. */
+ARENA_API int arena_set_limit(size_t soft_bytes, size_t hard_bytes,
+                              void (*on_soft)(size_t bytes, void *arg), void *arg);
+
 /* Choose where arenas come from: "mmap" (default) or "brk" (the legacy
  * break-based backend, kept to show the old failure).  Must be called before
  * the first allocation.  Returns 0, EINVAL for an unknown name, or EBUSY once
@@ -97,7 +112,10 @@ struct arena_stats {
     uint64_t blocks_live_class[ARENA_NUM_CLASSES];
 
     uint64_t blocks_cached;             /* freed blocks in thread caches      */
-    uint64_t large_live;                /* large (> 512 B) blocks live now    */
+    uint64_t large_live;                /* large (> 512 B) blocks live now,
+                                           from the system allocator        */
+    uint64_t heap_large_live;           /* large blocks of user heaps (whole
+                                           pages in their arenas)           */
 
     uint64_t calls_mmap;                /* backend system calls, ever         */
     uint64_t calls_munmap;
@@ -109,15 +127,57 @@ struct arena_stats {
     uint64_t heaps_abandoned;           /* heaps whose thread exited, ever    */
     uint64_t heaps_reused;              /* dead heaps a new thread took, ever */
     uint64_t heaps_adopted;             /* dead heaps merged into a live one  */
+    uint64_t heaps_user;                /* heaps made by arena_heap_new, live */
     uint64_t pools_borrowed;            /* pools a heap took from another
                                            heap's arena when no arena could
                                            be reserved, ever                 */
+    uint64_t limit_hard, limit_soft;    /* the limits set (0: none)            */
+    uint64_t limit_counted;             /* what the limits apply to: arena
+                                           bytes mapped + large_bytes        */
+    uint64_t large_bytes;               /* usable bytes of live large blocks  */
+    uint64_t limit_refused;             /* allocations the hard limit refused */
+    uint64_t limit_soft_calls;          /* soft-limit callbacks made          */
     uint64_t locks_global;              /* times allocation took the global
                                            lock (arenas in or out, heaps
                                            made, reused, adopted or ended)   */
 };
 
 ARENA_API void arena_get_stats(struct arena_stats *out);
+
+/* Heaps with a lifetime: objects of one request, connection or tenant,
+ * freed all at once.  A heap's blocks come from pools (and, for blocks
+ * above 512 bytes, runs of whole 4 KiB pages) that belong to that heap
+ * alone.  One thread at a time allocates from a given heap; arena_free,
+ * arena_realloc and arena_usable_size accept a heap's blocks from any
+ * thread.  arena_heap_destroy frees every block of the heap at once,
+ * without visiting them, and gives the heap's memory back to the OS; it
+ * may be called from any thread, once no thread uses the heap.  A free
+ * into a destroyed heap is a caller error (the checked build names it).
+ * Allocation failures return NULL with errno = ENOMEM (EINVAL for a NULL
+ * heap). */
+struct arena_heap;
+
+ARENA_API struct arena_heap *arena_heap_new(void);
+ARENA_API void *arena_heap_alloc(struct arena_heap *h, size_t size);
+ARENA_API void *arena_heap_calloc(struct arena_heap *h, size_t n, size_t size);
+/* p must be NULL or a block of h; the block stays in h. */
+ARENA_API void *arena_heap_realloc(struct arena_heap *h, void *p, size_t size);
+ARENA_API void arena_heap_destroy(struct arena_heap *h);
+
+struct arena_heap_stats {
+    size_t size;                        /* set by the caller: sizeof(struct
+                                           arena_heap_stats); fields beyond
+                                           it are not written             */
+    uint64_t blocks_live;               /* blocks handed out and not freed  */
+    uint64_t bytes_live;                /* their bytes: size class, or whole
+                                           pages for large blocks          */
+    uint64_t large_live;                /* of which large (> 512 B) blocks  */
+    uint64_t pools;                     /* 4 KiB pools the heap holds       */
+    uint64_t arenas;                    /* arenas it holds (huge blocks'
+                                           reservations counted in arenas) */
+    uint64_t bytes_mapped;              /* arenas * 256 KiB                 */
+};
+ARENA_API void arena_heap_get_stats(const struct arena_heap *h, struct arena_heap_stats *out);
 
 /* A readable report of arena_get_stats().  ARENA_STATS=1 prints it to stderr
  * at exit. */

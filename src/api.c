@@ -48,10 +48,16 @@ void ar_start(void)
     pthread_mutex_unlock(&ar_lock);
     if (!first)
         return;
+    if (ar_options.limit != NULL && !ar_options.limit_bad &&
+        !ar_limit_hard_set())           /* arena_set_limit() before us wins */
+        ar_limit_set(ar_options.limit_soft, ar_options.limit_hard, NULL, NULL);
     /* Outside the lock: these may allocate, and so come back to us. */
     if (bad)
         fprintf(stderr, "libarena: ARENA_BACKEND=%s is not mmap or brk; using %s\n",
                 ar_options.backend, ar_arena_backend_name());
+    if (ar_options.limit_bad)
+        fprintf(stderr, "libarena: ARENA_LIMIT=%s is not hard[,soft] with soft <= hard "
+                        "(sizes such as 512M or 2G); no limit set\n", ar_options.limit);
     if (ar_options.print_stats)
         atexit(print_stats_at_exit);
 }
@@ -64,7 +70,45 @@ __attribute__((constructor)) static void api_library_init(void)
     ar_purger_from_options();
 }
 
+/* The soft limit was crossed: give back what is free, then, if that was
+ * not enough, the user's callback (limit.c).  No lock is held here. */
+static AR_COLD void soft_limit_crossed(void)
+{
+    ar_heap_release(ar_tls_heap);
+    ar_heaps_give_back();
+    ar_limit_soft_call();
+}
+
+/* After an allocation that may have grown the count. */
+void *ar_limit_poll(void *p)
+{
+    if (ar_unlikely(ar_limit_soft_due()))
+        soft_limit_crossed();
+    return p;
+}
+
+/* The hard limit refused: give back what is free and try once more. */
+static AR_COLD void *retry_at_limit(size_t size)
+{
+    ar_heap_release(ar_tls_heap);
+    ar_heaps_give_back();
+    if (size > AR_SMALL_MAX)
+        return ar_sys_malloc(size);
+    return ar_heap_refill(ar_tls_heap, ar_class_of(size));
+}
+
+static void *alloc_slow_inner(size_t size);
+
 static AR_NOINLINE void *alloc_slow(size_t size)
+{
+    void *p = alloc_slow_inner(size);
+    if (ar_unlikely(p == NULL) && errno == ENOMEM && ar_limit_hard_set() &&
+        ar_tls_heap != &ar_heap_none)
+        p = retry_at_limit(size);
+    return ar_limit_poll(p);
+}
+
+static void *alloc_slow_inner(size_t size)
 {
     if (size > AR_SMALL_MAX)
         return ar_sys_malloc(size);
@@ -132,9 +176,13 @@ static AR_NOINLINE void free_slow(void *ptr, size_t m)
         return;
     struct ar_arena *a = ar_registry_arena(ptr);
     if (a == NULL) {
-#if ARENA_CHECKED
+        /* Before the system allocator reads the chunk header in front of
+         * it (to count its size against the limits). */
         if (ar_meta_contains(ptr))
             ar_fatal("libarena: invalid free of %p: it points into libarena's metadata\n", ptr);
+#if ARENA_CHECKED
+        if (ar_destroyed_contains(ptr))
+            ar_fatal("libarena: free of %p into a destroyed heap\n", ptr);
 #endif
         ar_sys_free(ptr);
         return;
@@ -167,15 +215,25 @@ void *arena_calloc(size_t n, size_t size)
     return p;
 }
 
-/* The size class of a block of ours (any heap), or -1 if ptr is in one of
- * our arenas but not an allocated block's pool. */
-static int class_of_block(const void *ptr, size_t m)
+/* The usable size of a block of ours (any heap), 0 if ptr is in one of our
+ * arenas but not at the start of an allocated block. */
+static size_t block_size(const void *ptr, size_t m)
 {
     if (m != 0)
-        return (int)m - 1;
+        return ar_class_size((unsigned)m - 1);
     struct ar_arena *a = ar_registry_arena(ptr);
     struct ar_pool *p = ar_pool_of(a, ptr);
-    return ar_state_get(p) == AR_POOL_FREE ? -1 : p->cls;
+    switch (ar_state_get(p)) {
+    case AR_POOL_FREE:
+    case AR_POOL_TAIL:
+        return 0;
+    case AR_POOL_LARGE:
+        if (ptr != (void *)ar_pool_base(p))
+            return 0;
+        return a->huge ? (size_t)a->huge * AR_ARENA_SIZE : (size_t)p->nblocks * AR_POOL_SIZE;
+    default:
+        return ar_class_size(p->cls);
+    }
 }
 
 size_t arena_usable_size(const void *ptr)
@@ -185,8 +243,7 @@ size_t arena_usable_size(const void *ptr)
     size_t m = ar_registry_map(ptr);
     if (m == 0 && ar_registry_arena(ptr) == NULL)
         return ar_sys_usable_size((void *)ptr);
-    int c = class_of_block(ptr, m);
-    return c < 0 ? 0 : ar_class_size((unsigned)c);
+    return block_size(ptr, m);
 }
 
 /* realloc, in place where it can be:
@@ -207,10 +264,9 @@ void *arena_realloc(void *ptr, size_t size)
     size_t m = ar_registry_map(ptr);
     size_t old;
     if (m != 0 || ar_registry_arena(ptr) != NULL) {
-        int c = class_of_block(ptr, m);
-        if (c < 0)
+        old = block_size(ptr, m);
+        if (old == 0)
             ar_fatal("libarena: invalid realloc of %p: not an allocated block\n", ptr);
-        old = ar_class_size((unsigned)c);
         if (size <= old && size > old / 2)
             return ptr;
         /* Small to small through the thread cache: no second lookup. */
@@ -225,7 +281,7 @@ void *arena_realloc(void *ptr, size_t size)
         }
     } else {
         if (size > AR_SMALL_MAX)
-            return ar_sys_realloc(ptr, size);
+            return ar_limit_poll(ar_sys_realloc(ptr, size));
         old = ar_sys_usable_size(ptr);
         if (size <= old && size >= old / 2)
             return ptr;
@@ -246,6 +302,12 @@ size_t arena_release(void)
     ar_heap_release(ar_tls_heap);
     ar_heaps_give_back();
     return (size_t)(ar_arena_bytes_given_back() - before);
+}
+
+int arena_set_limit(size_t soft_bytes, size_t hard_bytes,
+                    void (*on_soft)(size_t bytes, void *arg), void *arg)
+{
+    return ar_limit_set(soft_bytes, hard_bytes, on_soft, arg);
 }
 
 int arena_set_backend(const char *name)

@@ -314,11 +314,16 @@ static struct ar_arena *arena_new(void)
             return NULL;                    /* metadata is exhausted */
     }
     const struct ar_backend *b = world.backend;
+    if (!ar_limit_charge(false, AR_ARENA_SIZE)) {     /* the hard limit */
+        desc_release(a);
+        return NULL;
+    }
     void *base = b->reserve(b->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
     if (base == NULL || ((uintptr_t)base & (AR_ARENA_SIZE - 1)) != 0 ||
         ar_registry_set_arena((uintptr_t)base, a) != 0) {
         if (base != NULL)
             b->release(b->ctx, base, AR_ARENA_SIZE);
+        ar_limit_credit(false, AR_ARENA_SIZE);
         world.failures++;
         desc_release(a);
         return NULL;
@@ -374,6 +379,7 @@ static bool release_arena(struct ar_arena *a)
         return false;
     cache_remove(a);
     ar_registry_set_arena(a->base, NULL);
+    ar_limit_credit(false, AR_ARENA_SIZE);
     world.released++;
     world.live--;
     desc_release(a);
@@ -539,8 +545,8 @@ static struct ar_pool *borrow(struct ar_arenas *s, unsigned cls, struct ar_heap 
     struct ar_pool *p = NULL;
     pthread_mutex_lock(&ar_lock);
     for (struct ar_arenas *t = world.sets; t != NULL && p == NULL; t = t->next_set) {
-        if (t == s)
-            continue;
+        if (t == s || t->user)
+            continue;                   /* a user heap's arenas go with it */
         pthread_mutex_lock(&t->lock);
         struct ar_arena *a = fullest(t);
         if (a != NULL)
@@ -569,6 +575,14 @@ struct ar_pool *ar_arenas_acquire(struct ar_arenas *s, unsigned cls, struct ar_h
     }
 }
 
+/* ar_lock held: nothing moves, lock the set that holds a. */
+static struct ar_arenas *lock_set_of_locked(struct ar_arena *a)
+{
+    struct ar_arenas *s = atomic_load_explicit(&a->set, AR_RELAXED);
+    pthread_mutex_lock(&s->lock);
+    return s;
+}
+
 /* Lock the set that holds a.  An arena moving between sets (adoption)
  * has none for a moment, under ar_lock: wait for it. */
 static struct ar_arenas *lock_set_of(struct ar_arena *a)
@@ -587,38 +601,326 @@ static struct ar_arenas *lock_set_of(struct ar_arena *a)
     }
 }
 
-void ar_arenas_return(struct ar_pool *p)
+/* Pools `mask` of arena a (set s, locked) come back.  Returns the arena
+ * if it is now empty and the policy gives it up (to be surrendered after
+ * the lock is dropped), else NULL. */
+static struct ar_arena *return_mask(struct ar_arenas *s, struct ar_arena *a, uint64_t mask)
 {
-    struct ar_arena *a = p->arena;
-    uint64_t bit = (uint64_t)1 << ar_pool_index(p);
-    struct ar_arena *gone = NULL;
-
-    struct ar_arenas *s = lock_set_of(a);
-    AR_ASSERT(!(a->free_mask & bit), "pool %p returned twice\n", (void *)ar_pool_base(p));
-    atomic_store_explicit(&p->state, AR_POOL_FREE, AR_RELAXED);
-    atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
+    unsigned n = (unsigned)__builtin_popcountll(mask);
+    AR_ASSERT(!(a->free_mask & mask), "pool of arena %p returned twice\n", (void *)a->base);
+    for (uint64_t m = mask; m; m &= m - 1) {
+        struct ar_pool *p = &a->pools[__builtin_ctzll(m)];
+        atomic_store_explicit(&p->state, AR_POOL_FREE, AR_RELAXED);
+        atomic_store_explicit(&p->owner, NULL, AR_RELAXED);
+    }
     bucket_remove(s, a);
-    a->free_mask |= bit;
-    a->dirty_mask |= bit;
-    a->young_mask |= bit;
-    a->nfree++;
-    s->pools_in_use--;
-    s->dirty_pools++;
+    a->free_mask |= mask;
+    a->dirty_mask |= mask;
+    a->young_mask |= mask;
+    a->nfree += n;
+    s->pools_in_use -= n;
+    s->dirty_pools += n;
     dirty_link(s, a);
     bucket_insert(s, a);
     unsigned budget = dirty_budget(s);
+    struct ar_arena *gone = NULL;
     if (a->nfree == AR_POOLS) {
         s->empty_arenas++;
         if (s->empty_arenas > empty_budget(s) || s->dirty_pools > budget)
             gone = a;
     }
     if (gone == NULL && ar_options.purge == AR_PURGE_EAGER && auto_purge())
-        purge_mask(s, a, bit, false);
+        purge_mask(s, a, mask, false);
     else if (s->dirty_pools > budget)
         purge_down_to(s, budget / 2, true);
+    return gone;
+}
+
+void ar_arenas_return(struct ar_pool *p)
+{
+    struct ar_arena *a = p->arena;
+    struct ar_arenas *s = lock_set_of(a);
+    struct ar_arena *gone = return_mask(s, a, (uint64_t)1 << ar_pool_index(p));
     pthread_mutex_unlock(&s->lock);
     if (gone != NULL)
         surrender(s, gone, ar_options.purge == AR_PURGE_AUTO);
+}
+
+/* ---- large blocks of user heaps ------------------------------------------ */
+
+/* Where in `free` a run of k free pools starts (bit set), or 0. */
+static uint64_t run_starts(uint64_t free, unsigned k)
+{
+    uint64_t m = free;
+    for (unsigned i = 1; i < k && m; i++)
+        m &= free >> i;
+    return m;
+}
+
+struct ar_pool *ar_arenas_take_run(struct ar_arenas *s, unsigned k, struct ar_heap *owner)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        for (unsigned n = k; n <= AR_POOLS; n++)
+            for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next) {
+                uint64_t starts = run_starts(a->free_mask, k);
+                if (starts == 0)
+                    continue;
+                unsigned first = (unsigned)__builtin_ctzll(starts);
+                uint64_t mask = (k == 64 ? ALL_POOLS : (((uint64_t)1 << k) - 1)) << first;
+                unsigned dirty = (unsigned)__builtin_popcountll(a->dirty_mask & mask);
+                bucket_remove(s, a);
+                if (a->nfree == AR_POOLS)
+                    s->empty_arenas--;
+                if (dirty < k)
+                    ar_hold_fresh(&s->pools_hold, k - dirty);
+                a->free_mask &= ~mask;
+                a->dirty_mask &= ~mask;
+                a->purged_mask &= ~mask;
+                a->young_mask &= ~mask;
+                a->nfree -= k;
+                s->pools_in_use += k;
+                s->dirty_pools -= dirty;
+                if (a->dirty_mask == 0)
+                    dirty_unlink(s, a);
+                bucket_insert(s, a);
+                for (unsigned i = first; i < first + k; i++) {
+                    struct ar_pool *p = &a->pools[i];
+                    p->cls = 0;
+                    p->nblocks = (uint16_t)(i == first ? k : 0);
+                    atomic_store_explicit(&p->state, i == first ? AR_POOL_LARGE : AR_POOL_TAIL,
+                                          AR_RELAXED);
+                    atomic_store_explicit(&p->owner, owner, memory_order_release);
+                }
+                pthread_mutex_unlock(&s->lock);
+                return &a->pools[first];
+            }
+        pthread_mutex_unlock(&s->lock);
+        if (!obtain(s))
+            return NULL;
+    }
+}
+
+void ar_arenas_return_run(struct ar_pool *head)
+{
+    struct ar_arena *a = head->arena;
+    unsigned k = head->nblocks, first = ar_pool_index(head);
+    uint64_t mask = (k == 64 ? ALL_POOLS : (((uint64_t)1 << k) - 1)) << first;
+    struct ar_arenas *s = lock_set_of(a);
+    struct ar_arena *gone = return_mask(s, a, mask);
+    pthread_mutex_unlock(&s->lock);
+    if (gone != NULL)
+        surrender(s, gone, false);
+}
+
+/* A reservation of whole arenas for one block (bytes > an arena): one
+ * header, every arena of it mapped to that header in the registry, pool 0
+ * LARGE.  Kept on its set's list of huge blocks. */
+void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *owner)
+{
+    size_t n = (bytes + AR_ARENA_SIZE - 1) / AR_ARENA_SIZE;
+    if (n > UINT32_MAX / 2 || n == 0)
+        return NULL;
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    struct ar_arena *a = world.free_descs;
+    if (a != NULL) {
+        world.free_descs = a->next;
+        if (a->desc_resident)
+            world.descs_resident--;
+        else
+            ar_meta_unpurge(a->pools);
+    } else if ((a = ar_meta_alloc(sizeof(*a))) == NULL || (a->pools = ar_meta_page()) == NULL) {
+        pthread_mutex_unlock(&ar_lock);
+        return NULL;
+    }
+    const struct ar_backend *b = world.backend;
+    void *base = NULL;
+    if (ar_limit_charge(false, n * AR_ARENA_SIZE)) {
+        base = b->reserve(b->ctx, n * AR_ARENA_SIZE, AR_ARENA_SIZE);
+        bool ok = base != NULL && ((uintptr_t)base & (AR_ARENA_SIZE - 1)) == 0;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, a) == 0;
+        if (!ok) {
+            for (size_t i = 0; base != NULL && i < n; i++)
+                ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, NULL);
+            if (base != NULL)
+                b->release(b->ctx, base, n * AR_ARENA_SIZE);
+            ar_limit_credit(false, n * AR_ARENA_SIZE);
+            world.failures++;
+            base = NULL;
+        }
+    }
+    if (base == NULL) {
+        desc_release(a);
+        pthread_mutex_unlock(&ar_lock);
+        return NULL;
+    }
+    struct ar_pool *pools = a->pools;
+    memset(a, 0, sizeof(*a));
+    a->pools = pools;
+    memset(pools, 0, AR_POOLS * sizeof(*pools));
+    for (unsigned i = 0; i < AR_POOLS; i++)
+        pools[i].arena = a;
+    a->base = (uintptr_t)base;
+    a->huge = (unsigned)n;
+    pools[0].nblocks = 0;
+    atomic_store_explicit(&pools[0].state, AR_POOL_LARGE, AR_RELAXED);
+    atomic_store_explicit(&pools[0].owner, owner, memory_order_release);
+    world.reserved += n;
+    world.live += n;
+    if (world.live * AR_ARENA_SIZE > world.peak_bytes)
+        world.peak_bytes = world.live * AR_ARENA_SIZE;
+    pthread_mutex_lock(&s->lock);
+    atomic_store_explicit(&a->set, s, memory_order_release);
+    a->next = s->huge;
+    a->prev = NULL;
+    if (s->huge)
+        s->huge->prev = a;
+    s->huge = a;
+    s->huge_arenas += a->huge;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&ar_lock);
+    return base;
+}
+
+/* Checked build: the address ranges of the last heaps destroyed, so that
+ * a free into one is named (ar_lock held to write). */
+#if ARENA_CHECKED
+#define AR_DESTROYED_RANGES 256
+static _Atomic uintptr_t destroyed_lo[AR_DESTROYED_RANGES], destroyed_hi[AR_DESTROYED_RANGES];
+static unsigned destroyed_next;
+
+static void destroyed_record(uintptr_t lo, uintptr_t hi)
+{
+    unsigned i = destroyed_next++ % AR_DESTROYED_RANGES;
+    atomic_store_explicit(&destroyed_hi[i], 0, AR_RELAXED);
+    atomic_store_explicit(&destroyed_lo[i], lo, AR_RELAXED);
+    atomic_store_explicit(&destroyed_hi[i], hi, memory_order_release);
+}
+
+bool ar_destroyed_contains(const void *p)
+{
+    for (unsigned i = 0; i < AR_DESTROYED_RANGES; i++) {
+        uintptr_t hi = atomic_load_explicit(&destroyed_hi[i], memory_order_acquire);
+        if ((uintptr_t)p < hi && (uintptr_t)p >= atomic_load_explicit(&destroyed_lo[i], AR_RELAXED))
+            return true;
+    }
+    return false;
+}
+#else
+#define destroyed_record(lo, hi) ((void)(lo), (void)(hi))
+bool ar_destroyed_contains(const void *p)
+{
+    (void)p;
+    return false;
+}
+#endif
+
+/* Give n contiguous arenas starting at first back to the OS in one call
+ * (ar_lock held, none in a set or the cache).  Returns false if the
+ * backend keeps them (brk, not at the top): the caller caches them. */
+static bool release_run(struct ar_arena *first, unsigned n)
+{
+    const struct ar_backend *b = world.backend;
+    size_t bytes = (size_t)n * AR_ARENA_SIZE;
+    ar_on_arena_release((void *)first->base);
+    for (unsigned i = 1; i < n; i++)
+        ar_on_arena_release((void *)(first->base + i * AR_ARENA_SIZE));
+    if (b->release(b->ctx, (void *)first->base, bytes) != 0)
+        return false;
+    destroyed_record(first->base, first->base + bytes);
+    uintptr_t base = first->base;
+    for (unsigned i = 0; i < n; i++) {
+        struct ar_arena *a = ar_registry_arena((void *)(base + i * AR_ARENA_SIZE));
+        ar_registry_set_arena(a->base, NULL);
+        desc_release(a);
+    }
+    ar_limit_credit(false, bytes);
+    world.released += n;
+    world.live -= n;
+    return true;
+}
+
+void ar_arenas_return_huge(struct ar_arena *a)
+{
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    struct ar_arenas *s = lock_set_of_locked(a);
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->huge = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    s->huge_arenas -= a->huge;
+    atomic_store_explicit(&a->set, NULL, AR_RELAXED);
+    atomic_store_explicit(&a->pools[0].state, AR_POOL_FREE, AR_RELAXED);
+    pthread_mutex_unlock(&s->lock);
+    unsigned n = a->huge;
+    const struct ar_backend *b = world.backend;
+    ar_on_arena_release((void *)a->base);
+    if (b->release(b->ctx, (void *)a->base, (size_t)n * AR_ARENA_SIZE) == 0) {
+        for (unsigned i = 0; i < n; i++)
+            ar_registry_set_arena(a->base + (uintptr_t)i * AR_ARENA_SIZE, NULL);
+        ar_limit_credit(false, (uint64_t)n * AR_ARENA_SIZE);
+        world.released += n;
+        world.live -= n;
+        desc_release(a);
+    } else {
+        /* brk below the top: the memory stays ours, unused, and its pages
+         * are purged; the header keeps it mapped so it is never reused. */
+        if (b->purge != NULL)
+            b->purge(b->ctx, (void *)a->base, (size_t)n * AR_ARENA_SIZE);
+    }
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* A destroyed heap's set: every arena and huge block goes back to the OS
+ * at once, adjacent arenas in one call, without looking at a block. */
+void ar_arenas_release_all(struct ar_arenas *s)
+{
+    pthread_mutex_lock(&ar_lock);
+    world.locks++;
+    pthread_mutex_lock(&s->lock);
+    while (s->huge != NULL) {
+        struct ar_arena *a = s->huge;
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&ar_lock);
+        ar_arenas_return_huge(a);
+        pthread_mutex_lock(&ar_lock);
+        pthread_mutex_lock(&s->lock);
+    }
+    for (unsigned n = 0; n <= AR_POOLS; n++)
+        while (s->buckets[n] != NULL) {
+            /* From this arena, down to the lowest adjacent arena of s, then
+             * up: one run, detached and released in one call. */
+            struct ar_arena *lo = s->buckets[n], *x;
+            while (lo->base >= AR_ARENA_SIZE &&
+                   (x = ar_registry_arena((void *)(lo->base - AR_ARENA_SIZE))) != NULL &&
+                   atomic_load_explicit(&x->set, AR_RELAXED) == s && x->huge == 0)
+                lo = x;
+            unsigned len = 0;
+            for (x = lo; x != NULL && atomic_load_explicit(&x->set, AR_RELAXED) == s &&
+                         x->huge == 0;
+                 x = ar_registry_arena((void *)(x->base + AR_ARENA_SIZE))) {
+                detach(s, x);
+                for (unsigned i = 0; i < AR_POOLS; i++) {
+                    atomic_store_explicit(&x->pools[i].state, AR_POOL_FREE, AR_RELAXED);
+                    atomic_store_explicit(&x->pools[i].owner, NULL, AR_RELAXED);
+                }
+                x->nfree = AR_POOLS;
+                x->free_mask = ALL_POOLS;
+                x->dirty_mask = x->purged_mask = x->young_mask = 0;
+                len++;
+            }
+            if (!release_run(lo, len))
+                for (unsigned i = 0; i < len; i++)     /* brk: cache what stays */
+                    cache_push(ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE)));
+        }
+    s->pools_hold = (struct ar_hold){0};
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&ar_lock);
 }
 
 /* Give back what the set holds free: every dirty pool, and (all) every
@@ -701,6 +1003,40 @@ void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src)
 
 /* ---- counts and checks ------------------------------------------------------ */
 
+/* A user heap's blocks, pools and arenas (its set's lock taken here). */
+void ar_arenas_owner_stats(struct ar_arenas *s, const struct ar_heap *owner,
+                           struct arena_heap_stats *st)
+{
+    pthread_mutex_lock(&s->lock);
+    for (unsigned n = 0; n <= AR_POOLS; n++)
+        for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next)
+            for (unsigned i = 0; i < AR_POOLS; i++) {
+                struct ar_pool *p = &a->pools[i];
+                unsigned state = ar_state_get(p);
+                if (state == AR_POOL_FREE || state == AR_POOL_TAIL ||
+                    atomic_load_explicit(&p->owner, AR_RELAXED) != owner)
+                    continue;
+                if (state == AR_POOL_LARGE) {
+                    st->large_live++;
+                    st->blocks_live++;
+                    st->bytes_live += (uint64_t)p->nblocks * AR_POOL_SIZE;
+                } else {
+                    uint32_t live = ar_pool_live(p);
+                    st->blocks_live += live;
+                    st->bytes_live += (uint64_t)live * ar_class_size(p->cls);
+                }
+            }
+    for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
+        st->large_live++;
+        st->blocks_live++;
+        st->bytes_live += (uint64_t)a->huge * AR_ARENA_SIZE;
+    }
+    st->pools = s->pools_in_use;
+    st->arenas = s->arenas + s->huge_arenas;
+    st->bytes_mapped = st->arenas * AR_ARENA_SIZE;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void count_free_pools(struct ar_arena *a, struct arena_stats *st)
 {
     st->pools_total += AR_POOLS;
@@ -722,8 +1058,14 @@ void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st)
                 if (a->free_mask & ((uint64_t)1 << i))
                     continue;
                 struct ar_pool *p = &a->pools[i];
+                unsigned state = ar_state_get(p);
+                if (state == AR_POOL_LARGE || state == AR_POOL_TAIL) {
+                    st->pools_full++;           /* a user heap's large block */
+                    st->heap_large_live += state == AR_POOL_LARGE;
+                    continue;
+                }
                 uint32_t live = ar_pool_live(p);
-                if (ar_state_get(p) == AR_POOL_FULL)
+                if (state == AR_POOL_FULL)
                     st->pools_full++;
                 else if (live == 0)
                     st->pools_empty++;
@@ -732,6 +1074,11 @@ void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st)
                 st->blocks_live_class[p->cls] += live;
             }
         }
+    for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
+        st->pools_total += (uint64_t)a->huge * AR_POOLS;
+        st->pools_full += (uint64_t)a->huge * AR_POOLS;
+        st->heap_large_live++;
+    }
 }
 
 /* ar_lock held. */
@@ -802,6 +1149,13 @@ static void validate_arena(struct ar_arenas *s, struct ar_arena *a)
             broken(a, "a free pool has an owner or a size class in the registry");
         if (!free && atomic_load_explicit(&p->owner, AR_RELAXED) == NULL)
             broken(a, "a pool in use has no owner");
+        if (ar_state_get(p) == AR_POOL_LARGE) {
+            if (p->nblocks == 0 || i + p->nblocks > AR_POOLS)
+                broken(a, "a large block's run does not fit its arena");
+            for (unsigned j = i + 1; j < i + p->nblocks; j++)
+                if (ar_state_get(&a->pools[j]) != AR_POOL_TAIL)
+                    broken(a, "a large block's run has a pool that is not its tail");
+        }
     }
 }
 
@@ -823,6 +1177,19 @@ void ar_arenas_validate(struct ar_arenas *s)
             dirty += (unsigned)__builtin_popcountll(a->dirty_mask);
         }
     }
+    unsigned huge = 0;
+    for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
+        if (atomic_load_explicit(&a->set, AR_RELAXED) != s || a->huge == 0 ||
+            ar_state_get(&a->pools[0]) != AR_POOL_LARGE)
+            broken(a, "a huge block's reservation out of place");
+        for (unsigned i = 0; i < a->huge; i++)
+            if (ar_registry_arena((void *)(a->base + (uintptr_t)i * AR_ARENA_SIZE)) != a)
+                broken(a, "the registry does not map a huge block's arena to its header");
+        huge += a->huge;
+    }
+    if (huge != s->huge_arenas)
+        ar_fatal("libarena: invariant violated: %u arenas in huge blocks, %u counted\n", huge,
+                 s->huge_arenas);
     unsigned on_list = 0;
     for (struct ar_arena *a = s->dirty_head; a != NULL; a = a->dirty_next)
         on_list += (unsigned)__builtin_popcountll(a->dirty_mask);

@@ -128,6 +128,24 @@ static inline void ar_on_free(void *ptr, unsigned c)
     (void)ptr;
 }
 
+/* A large block of a user heap (whole pages) handed out, and back. */
+static inline void ar_on_large_alloc(void *b, size_t bytes)
+{
+    ar_unpoison(b, bytes);
+    ar_vg_defined(b, bytes);
+    ar_vg_malloclike(b, bytes, 0);
+    (void)b;
+    (void)bytes;
+}
+
+static inline void ar_on_large_free(void *b, size_t bytes)
+{
+    ar_vg_freelike(b);
+    ar_poison(b, bytes);
+    (void)b;
+    (void)bytes;
+}
+
 /* A block carved for the first time (it goes to a thread cache or is
  * handed out). */
 static inline void ar_on_carve(void *b, size_t size)

@@ -74,7 +74,9 @@ AR_TLS struct ar_heap *ar_tls_heap = &ar_heap_none;
 _Atomic(struct ar_heap *) ar_all_heaps;
 static struct {
     struct ar_heap *dead_pools, *dead_empty;
+    struct ar_heap *user_free;          /* destroyed user heaps, for reuse */
     uint64_t live, abandoned, reused, adopted, created;
+    uint64_t users, user_created, user_destroyed;
     uint64_t locks;                     /* ar_lock taken for heaps */
 } heaps;
 
@@ -225,7 +227,7 @@ static struct ar_pool *acquire_pool(struct ar_heap *h, unsigned c)
         return NULL;
     ar_pool_init(p, c, h);
     ar_on_pool_acquire(ar_pool_base(p));
-    ar_registry_set_map(p, c + 1);
+    ar_registry_set_map(p, h->user ? 0 : c + 1);   /* user heaps: no thread cache */
     h->pools++;
     list_push_tail(h, c, p);
     return p;
@@ -431,7 +433,21 @@ void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr)
 void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr)
 {
     struct ar_pool *p = ar_pool_of(a, ptr);
-    if (ar_state_get(p) == AR_POOL_FREE)
+    unsigned state = ar_state_get(p);
+    if (state == AR_POOL_LARGE && ptr == (void *)ar_pool_base(p)) {
+        if (a->huge) {
+            ar_on_large_free(ptr, (size_t)a->huge * AR_ARENA_SIZE);
+            ar_arenas_return_huge(a);
+        } else {
+            ar_on_large_free(ptr, (size_t)p->nblocks * AR_POOL_SIZE);
+            ar_arenas_return_run(p);
+        }
+        return;
+    }
+    if (state == AR_POOL_LARGE || state == AR_POOL_TAIL || a->huge)
+        ar_fatal("libarena: invalid free of %p: inside a large block of a heap, not its start\n",
+                 ptr);
+    if (state == AR_POOL_FREE)
         ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
                  ptr);
     ar_on_free(ptr, p->cls);
@@ -681,6 +697,103 @@ void ar_heaps_purge_idle(void)
     ar_arena_cache_trim(false, true);
 }
 
+/* ---- user heaps (arena_heap_new) --------------------------------------- */
+
+/* A heap of its own for the caller of arena_heap_new: a destroyed one, or a
+ * new one.  Its pools are mapped 0 in the registry, so frees of its blocks
+ * never enter a thread cache: they go straight to the pool's remote list,
+ * and the heap can be destroyed without a cache holding on to its blocks. */
+struct ar_heap *ar_heap_new_user(void)
+{
+    pthread_mutex_lock(&ar_lock);
+    heaps.locks++;
+    struct ar_heap *h = heaps.user_free;
+    if (h != NULL) {
+        heaps.user_free = h->next_free;
+    } else if ((h = heap_new()) != NULL) {
+        h->user = true;
+        h->arenas.user = true;
+        heaps.user_created++;
+    }
+    if (h != NULL) {
+        atomic_store_explicit(&h->state, AR_HEAP_LIVE, AR_RELAXED);
+        heaps.users++;
+    }
+    pthread_mutex_unlock(&ar_lock);
+    if (h == NULL)
+        return NULL;
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        cache_set_top(h, m, h->end[m]);
+        h->room[m] = h->end[m];
+    }
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
+    return h;
+}
+
+/* Every block at once: pools borrowed from other heaps' arenas go back one
+ * by one, then the heap's own arenas and huge blocks go back to the OS
+ * whole.  The caller guarantees no thread uses the heap any more. */
+void ar_heap_destroy_user(struct ar_heap *h)
+{
+    for (unsigned c = 0; c < AR_NCLASS; c++) {
+        for (int full = 0; full < 2; full++)
+            for (struct ar_pool *p = full ? h->full[c] : h->lists[c], *next; p != NULL; p = next) {
+                next = p->next;
+                if (atomic_load_explicit(&p->arena->set, memory_order_acquire) != &h->arenas)
+                    ar_arenas_return(p);
+            }
+        h->lists[c] = h->tails[c] = h->full[c] = NULL;
+    }
+    h->pools = 0;
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        cache_set_top(h, m, h->end[m]);
+        h->room[m] = h->end[m];
+    }
+    ar_arenas_release_all(&h->arenas);
+    pthread_mutex_lock(&ar_lock);
+    heaps.locks++;
+    atomic_store_explicit(&h->state, AR_HEAP_DESTROYED, AR_RELAXED);
+    h->next_free = heaps.user_free;
+    heaps.user_free = h;
+    heaps.users--;
+    heaps.user_destroyed++;
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* A block above 512 bytes for a user heap: a run of whole pools in one of
+ * its arenas, or, above an arena, a reservation of its own. */
+void *ar_heap_alloc_large(struct ar_heap *h, size_t size)
+{
+    void *b;
+    if (size <= AR_ARENA_SIZE) {
+        unsigned k = (unsigned)((size + AR_POOL_SIZE - 1) >> AR_POOL_SHIFT);
+        struct ar_pool *p = ar_arenas_take_run(&h->arenas, k, h);
+        b = p != NULL ? ar_pool_base(p) : NULL;
+        if (b != NULL)
+            ar_on_large_alloc(b, (size_t)k * AR_POOL_SIZE);
+    } else {
+        b = ar_arenas_take_huge(&h->arenas, size, h);
+        if (b != NULL)
+            ar_on_large_alloc(b, (size + AR_ARENA_SIZE - 1) & ~(AR_ARENA_SIZE - 1));
+    }
+    if (b == NULL)
+        errno = ENOMEM;
+    return b;
+}
+
+/* A user heap's figures: its arenas' (arena.c), minus its own cache. */
+void ar_heap_user_stats(struct ar_heap *h, struct arena_heap_stats *st)
+{
+    ar_arenas_owner_stats(&h->arenas, h, st);
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        uint64_t n = (uint64_t)(h->end[m] - cache_top(h, m));
+        n = n < st->blocks_live ? n : st->blocks_live;
+        st->blocks_live -= n;
+        st->bytes_live -= n * ar_class_size(m - 1);
+    }
+}
+
 /* ---- fork ------------------------------------------------------------- */
 
 static void fork_prepare(void)
@@ -705,8 +818,8 @@ static void fork_child(void)
          h = atomic_load_explicit(&h->next_all, AR_RELAXED)) {
         pthread_mutex_unlock(&h->arenas.lock);
         int state = atomic_load_explicit(&h->state, AR_RELAXED);
-        if (h == ar_tls_heap || state == AR_HEAP_DEAD)
-            continue;
+        if (h == ar_tls_heap || state == AR_HEAP_DEAD || h->user)
+            continue;                   /* user heaps: see arena_heap_new */
         if (state == AR_HEAP_LIVE) {
             heaps.live--;
             heaps.abandoned++;          /* its thread does not exist here */
@@ -753,6 +866,7 @@ void ar_heaps_stats(struct arena_stats *st)
     st->heaps_abandoned = heaps.abandoned;
     st->heaps_reused = heaps.reused;
     st->heaps_adopted = heaps.adopted;
+    st->heaps_user = heaps.users;
     st->locks_global += heaps.locks;
     for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
          h = atomic_load_explicit(&h->next_all, memory_order_acquire)) {
@@ -806,7 +920,7 @@ void ar_heap_validate(struct ar_heap *h)
             for (struct ar_pool *p = full ? h->full[c] : h->lists[c]; p != NULL; p = p->next) {
                 if (atomic_load_explicit(&p->owner, AR_RELAXED) != h || p->cls != c)
                     heap_broken(h, c, p, "a pool of another heap or class on the list");
-                if (ar_registry_map(ar_pool_base(p)) != c + 1)
+                if (ar_registry_map(ar_pool_base(p)) != (h->user ? 0 : c + 1))
                     heap_broken(h, c, p, "the registry maps the pool to another class");
                 ar_pool_validate(p);
             }
@@ -818,9 +932,13 @@ void ar_heap_validate(struct ar_heap *h)
         if (*h->end[m] != NULL || t > h->end[m] || t < h->room[m] ||
             (h->room[m] != h->end[m] && h->room[m] != h->end[m] - h->cap[m]))
             heap_broken(h, m - 1, NULL, "the thread cache's bounds are broken");
-        for (; t < h->end[m]; t++)
-            if (ar_registry_map(*t) != m)
+        for (; t < h->end[m]; t++) {
+            struct ar_arena *a = ar_registry_arena(*t);
+            if (h->user ? a == NULL || ar_pool_of(a, *t)->cls != m - 1 ||
+                              atomic_load_explicit(&ar_pool_of(a, *t)->owner, AR_RELAXED) != h
+                        : ar_registry_map(*t) != m)
                 heap_broken(h, m - 1, NULL, "a cached block is not of the cache's class");
+        }
     }
 }
 

@@ -113,6 +113,9 @@ struct ar_options {
     bool purger;                        /* ARENA_PURGER=1                   */
     bool print_stats;                   /* ARENA_STATS=1                    */
     const char *backend;                /* ARENA_BACKEND or NULL            */
+    const char *limit;                  /* ARENA_LIMIT or NULL              */
+    bool limit_bad;                     /* ... and it does not parse        */
+    size_t limit_hard, limit_soft;
 };
 extern struct ar_options ar_options;
 AR_HIDDEN void ar_options_read(void);
@@ -140,6 +143,19 @@ AR_HIDDEN uint32_t ar_hold_keep(struct ar_hold *h, uint32_t floor);
 AR_HIDDEN void ar_clock_override(uint64_t (*now_ms)(void));
 
 /* ======================================================================
+ * limit.c: the memory limits and what they count
+ * ====================================================================== */
+
+AR_HIDDEN int ar_limit_set(size_t soft, size_t hard, void (*on_soft)(size_t, void *), void *arg);
+AR_HIDDEN bool ar_limit_charge(bool large, uint64_t bytes);   /* false: refused */
+AR_HIDDEN void ar_limit_credit(bool large, uint64_t bytes);
+AR_HIDDEN void ar_limit_large_got(uint64_t charged, uint64_t usable);
+AR_HIDDEN bool ar_limit_hard_set(void);
+AR_HIDDEN bool ar_limit_soft_due(void);
+AR_HIDDEN void ar_limit_soft_call(void);
+AR_HIDDEN void ar_limit_counts(struct arena_stats *st);
+
+/* ======================================================================
  * meta.c: zeroed metadata memory, never unmapped (global lock held)
  * ====================================================================== */
 
@@ -164,9 +180,12 @@ struct ar_arenas;
  *           `used` counts one extra, the heap's hold
  *   USED    on its heap's class list behind the head
  *   FULL    on its heap's full list: nothing free, nothing left to carve
+ *   LARGE   the first pool of a run holding one large block of a user heap
+ *           (nblocks: the run's length in pools)
+ *   TAIL    the other pools of such a run
  * A pool whose heap has no thread (a dead heap) keeps its state; the heap
  * map calls it an orphan. */
-enum { AR_POOL_FREE, AR_POOL_CURRENT, AR_POOL_USED, AR_POOL_FULL };
+enum { AR_POOL_FREE, AR_POOL_CURRENT, AR_POOL_USED, AR_POOL_FULL, AR_POOL_LARGE, AR_POOL_TAIL };
 
 /* A FULL pool's `used` is stored minus AR_FULL_BIAS (negative as int32_t),
  * so a free catches "was full" and "now empty" with one signed test. */
@@ -211,6 +230,8 @@ struct ar_arena {
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
     bool cached;                        /* in the global cache (ar_lock)    */
+    unsigned huge;                      /* a huge block's reservation: its
+                                           size in arenas (0: an arena)      */
     bool desc_resident;                 /* released, its descriptor page not
                                            purged yet (ar_lock)              */
     bool young;                         /* cached since the purger's last look */
@@ -311,8 +332,10 @@ struct ar_arenas {
     uint64_t bucket_bits[2];
     struct ar_arena *dirty_head, *dirty_tail;  /* oldest dirty first      */
     unsigned arenas, empty_arenas, pools_in_use, dirty_pools;
-    struct ar_hold pools_hold;          /* dirty free pools worth keeping   */
-    struct ar_hold arenas_hold;         /* empty arenas worth keeping       */
+    struct ar_hold pools_hold;          /* free resident pools worth keeping */
+    struct ar_arena *huge;              /* huge blocks' reservations (user heaps) */
+    unsigned huge_arenas;
+    bool user;                          /* a user heap's: never lent from   */
 };
 
 /* Global lock: arena reservation and release, the empty-arena cache,
@@ -328,6 +351,18 @@ AR_HIDDEN void ar_arenas_return(struct ar_pool *p);                /* p's owner 
 AR_HIDDEN void ar_arenas_give_back(struct ar_arenas *s, bool all); /* purge + release */
 AR_HIDDEN void ar_arenas_purge_idle(struct ar_arenas *s);          /* purger */
 AR_HIDDEN void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src);
+/* Large blocks of user heaps: k (1..64) contiguous pools of one arena, the
+ * first LARGE, the others TAIL; or a huge reservation of whole arenas. */
+AR_HIDDEN struct ar_pool *ar_arenas_take_run(struct ar_arenas *s, unsigned k,
+                                             struct ar_heap *owner);
+AR_HIDDEN void ar_arenas_return_run(struct ar_pool *head);            /* any thread */
+AR_HIDDEN void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *owner);
+AR_HIDDEN void ar_arenas_return_huge(struct ar_arena *a);             /* any thread */
+AR_HIDDEN void ar_arenas_release_all(struct ar_arenas *s);  /* a destroyed heap */
+AR_HIDDEN bool ar_destroyed_contains(const void *p);        /* checked build */
+struct arena_heap_stats;
+AR_HIDDEN void ar_arenas_owner_stats(struct ar_arenas *s, const struct ar_heap *owner,
+                                     struct arena_heap_stats *st);
 AR_HIDDEN void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st); /* lock held */
 AR_HIDDEN void ar_arenas_validate(struct ar_arenas *s);                     /* lock held */
 
@@ -376,8 +411,9 @@ static inline uint8_t ar_state_get(const struct ar_pool *p)
  *   DEAD     its thread exited; its pools wait for the next new thread, or
  *            for a live thread that frees into them
  *   ADOPTING being merged into a live heap
- *   LOST     a fork() child's copy of another thread's heap: never touched */
-enum { AR_HEAP_LIVE, AR_HEAP_DEAD, AR_HEAP_ADOPTING, AR_HEAP_LOST };
+ *   LOST     a fork() child's copy of another thread's heap: never touched
+ *   DESTROYED a user heap after arena_heap_destroy, waiting for reuse */
+enum { AR_HEAP_LIVE, AR_HEAP_DEAD, AR_HEAP_ADOPTING, AR_HEAP_LOST, AR_HEAP_DESTROYED };
 
 /* The thread cache: per map index m, a stack of free blocks in `slots`,
  * growing down.  top[m] is the newest entry; the slot at end[m] holds NULL,
@@ -401,6 +437,8 @@ struct ar_heap {
     uint64_t tidy_ms;                   /* ar_now_ms() of the last look     */
     struct ar_arenas arenas;            /* its own lock                     */
     _Atomic int state;                  /* AR_HEAP_*                        */
+    bool user;                          /* made by arena_heap_new: its pools
+                                           are mapped 0 (no thread cache)    */
     unsigned pools;                     /* pools on its lists               */
     _Atomic(struct ar_heap *) next_all; /* every heap ever made             */
     struct ar_heap *next_free;          /* dead heaps (ar_lock)             */
@@ -409,9 +447,9 @@ struct ar_heap {
 /* The metadata sizes quoted in docs/design.md ("Metadata and its
  * overhead"); change both together. */
 #if !ARENA_CHECKED
-_Static_assert(sizeof(struct ar_arena) == 96, "arena header size in docs/design.md");
+_Static_assert(sizeof(struct ar_arena) == 104, "arena header size in docs/design.md");
 #endif
-_Static_assert(sizeof(struct ar_heap) == 2352, "heap size in docs/design.md");
+_Static_assert(sizeof(struct ar_heap) == 2360, "heap size in docs/design.md");
 _Static_assert(sizeof(struct ar_reg_leaf) == 9u << 20, "registry leaf size in docs/design.md");
 
 extern struct ar_heap ar_heap_none;
@@ -428,6 +466,23 @@ AR_HIDDEN void ar_heaps_purge_idle(void);
 AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);   /* global lock held */
 AR_HIDDEN void ar_heap_validate(struct ar_heap *h);
 AR_HIDDEN void ar_heap_start(void);
+AR_HIDDEN struct ar_heap *ar_heap_new_user(void);
+AR_HIDDEN void ar_heap_destroy_user(struct ar_heap *h);
+AR_HIDDEN void *ar_heap_alloc_large(struct ar_heap *h, size_t size);
+AR_HIDDEN void ar_heap_user_stats(struct ar_heap *h, struct arena_heap_stats *st);
+
+/* Pop a block from cache m, or NULL (the fast path of arena_alloc and of
+ * a user heap's allocation).  ar_reload(m): see above. */
+static inline void *ar_cache_pop(struct ar_heap *h, size_t m)
+{
+    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    void *b = *t;
+    if (ar_likely(b != NULL)) {
+        ar_reload(m);
+        atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
+    }
+    return b;
+}
 
 /* ======================================================================
  * purger.c, api.c, sys.c
@@ -435,6 +490,7 @@ AR_HIDDEN void ar_heap_start(void);
 
 AR_HIDDEN void ar_purger_from_options(void);
 AR_HIDDEN void ar_start(void);          /* api.c: first use                 */
+AR_HIDDEN void *ar_limit_poll(void *p); /* api.c: after growth, the soft limit */
 extern _Atomic bool ar_started;
 
 /* Validate every invariant docs/design.md lists that can be checked from

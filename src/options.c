@@ -16,6 +16,8 @@
  *   ARENA_PURGER         1: start the background purger
  *   ARENA_PURGE_DELAY_MS the purger gives back what stayed free this long
  *                        (default 1000)
+ *   ARENA_LIMIT          hard[,soft]: memory limits in bytes, with an
+ *                        optional K, M, G or T suffix (powers of 1024)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,49 @@ static bool parse_uint(const char *s, unsigned *out)
     }
     *out = (unsigned)v;
     return true;
+}
+
+/* A size: digits, then an optional K, M, G or T (binary).  Returns false
+ * for anything else, or a value that does not fit. */
+static bool parse_size(const char *s, const char *end, size_t *out)
+{
+    if (s == end)
+        return false;
+    size_t v = 0;
+    for (; s < end && *s >= '0' && *s <= '9'; s++)
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (size_t)(*s - '0'), &v))
+            return false;
+    unsigned shift = 0;
+    if (s < end) {
+        switch (*s++) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
+        default: return false;
+        }
+    }
+    if (s != end || (shift && v > (SIZE_MAX >> shift)))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+/* ARENA_LIMIT=hard[,soft]: both parse, and soft <= hard unless hard is 0. */
+static void parse_limit(const char *s)
+{
+    const char *comma = strchr(s, ',');
+    const char *end = s + strlen(s);
+    size_t hard = 0, soft = 0;
+    bool ok = parse_size(s, comma ? comma : end, &hard) &&
+              (comma == NULL || parse_size(comma + 1, end, &soft)) &&
+              (hard == 0 || soft <= hard);
+    ar_options.limit = s;
+    ar_options.limit_bad = !ok;
+    if (ok) {
+        ar_options.limit_hard = hard;
+        ar_options.limit_soft = soft;
+    }
 }
 
 void ar_options_read(void)
@@ -78,4 +123,6 @@ void ar_options_read(void)
         ar_options.purger = true;
     if (parse_uint(getenv("ARENA_PURGE_DELAY_MS"), &v) && v > 0)
         ar_options.purger_delay_ms = v;
+    if ((s = getenv("ARENA_LIMIT")) != NULL && *s)
+        parse_limit(s);
 }

@@ -18,6 +18,7 @@ void arena_get_stats(struct arena_stats *out)
     ar_heaps_stats(&st);
     st.bytes_metadata = ar_meta_bytes();
     pthread_mutex_unlock(&ar_lock);
+    ar_limit_counts(&st);
     int64_t large = atomic_load_explicit(&ar_large_live, AR_RELAXED);
     st.large_live = large > 0 ? (uint64_t)large : 0;
     *out = st;
@@ -65,7 +66,13 @@ void arena_print_stats(FILE *f)
             s.heaps_live, s.heaps_abandoned, s.heaps_reused, s.heaps_adopted, s.locks_global);
     fprintf(f, "cache    blocks %" PRIu64 " (freed, kept by their threads for reuse)\n",
             s.blocks_cached);
-    fprintf(f, "large    live %" PRIu64 "\n", s.large_live);
+    fprintf(f, "large    live %" PRIu64 "  bytes %s\n", s.large_live,
+            human(s.large_bytes, b1, sizeof b1));
+    if (s.limit_hard || s.limit_soft)
+        fprintf(f, "limits   counted %s  hard %s  soft %s  refused %" PRIu64
+                   "  soft calls %" PRIu64 "\n",
+                human(s.limit_counted, b1, sizeof b1), human(s.limit_hard, b2, sizeof b2),
+                human(s.limit_soft, b3, sizeof b3), s.limit_refused, s.limit_soft_calls);
     fprintf(f, "%-8s %6s %12s %14s\n", "class", "size", "blocks", "bytes");
     for (unsigned c = 0; c < AR_NCLASS; c++)
         if (s.blocks_live_class[c] != 0)

@@ -48,7 +48,7 @@ static void *alloc_aligned(size_t align, size_t size)
         size_t s = size == 0 ? align : (size + align - 1) & ~(align - 1);
         return arena_alloc(s);
     }
-    return ar_sys_memalign(align, size);
+    return ar_limit_poll(ar_sys_memalign(align, size));
 }
 
 AR_EXPORT void *malloc(size_t size)
@@ -69,7 +69,7 @@ AR_EXPORT void *calloc(size_t n, size_t size)
         return NULL;
     }
     if (bytes > AR_SMALL_MAX)
-        return ar_sys_calloc(n, size);      /* glibc skips zeroing fresh pages */
+        return ar_limit_poll(ar_sys_calloc(n, size)); /* glibc skips zeroing fresh pages */
     void *p = arena_alloc(bytes);
     if (p != NULL)
         memset(p, 0, bytes);
@@ -138,12 +138,12 @@ AR_EXPORT void *memalign(size_t align, size_t size)
 
 AR_EXPORT void *valloc(size_t size)
 {
-    return ar_sys_valloc(size);
+    return ar_limit_poll(ar_sys_valloc(size));
 }
 
 AR_EXPORT void *pvalloc(size_t size)
 {
-    return ar_sys_pvalloc(size);
+    return ar_limit_poll(ar_sys_pvalloc(size));
 }
 
 AR_EXPORT size_t malloc_usable_size(void *ptr)

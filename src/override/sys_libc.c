@@ -20,8 +20,9 @@
  * or on a first call to malloc_usable_size, when the allocator is working
  * and none of our locks is held.  malloc_trim is found the same way.
  *
- * ar_large_live counts blocks obtained here and not yet freed, as in the
- * plain library's sys.c.
+ * ar_large_live counts blocks obtained here and not yet freed, and every
+ * block is charged against the memory limits, as in the plain library's
+ * sys.c.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -40,42 +41,56 @@ extern void *__libc_pvalloc(size_t size);
 
 _Atomic int64_t ar_large_live;
 
-static void *counted(void *p)
-{
-    if (p != NULL)
-        atomic_fetch_add_explicit(&ar_large_live, 1, AR_RELAXED);
-    return p;
-}
+/* Every large request is charged against the memory limits first
+ * (limit.c); what glibc hands back is counted at its usable size. */
+#define ALLOC_LARGE(bytes, call)                                             \
+    do {                                                                     \
+        if (!ar_limit_charge(true, (bytes))) {                               \
+            errno = ENOMEM;                                                  \
+            return NULL;                                                     \
+        }                                                                    \
+        void *p_ = (call);                                                   \
+        ar_limit_large_got((bytes), p_ != NULL ? ar_sys_usable_size(p_) : 0); \
+        if (p_ != NULL)                                                      \
+            atomic_fetch_add_explicit(&ar_large_live, 1, AR_RELAXED);        \
+        return p_;                                                           \
+    } while (0)
 
 void *ar_sys_malloc(size_t size)
 {
-    return counted(__libc_malloc(size));
+    ALLOC_LARGE(size, __libc_malloc(size));
 }
 
 void *ar_sys_calloc(size_t n, size_t size)
 {
-    return counted(__libc_calloc(n, size));
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ALLOC_LARGE(bytes, __libc_calloc(n, size));
 }
 
 void *ar_sys_memalign(size_t align, size_t size)
 {
-    return counted(__libc_memalign(align, size));
+    ALLOC_LARGE(size, __libc_memalign(align, size));
 }
 
 void *ar_sys_valloc(size_t size)
 {
-    return counted(__libc_valloc(size));
+    ALLOC_LARGE(size, __libc_valloc(size));
 }
 
 void *ar_sys_pvalloc(size_t size)
 {
-    return counted(__libc_pvalloc(size));
+    ALLOC_LARGE(size, __libc_pvalloc(size));
 }
 
 void ar_sys_free(void *p)
 {
     if (p == NULL)
         return;
+    ar_limit_credit(true, ar_sys_usable_size(p));
     atomic_fetch_sub_explicit(&ar_large_live, 1, AR_RELAXED);
     __libc_free(p);
 }
@@ -85,9 +100,17 @@ void *ar_sys_realloc(void *p, size_t size)
 {
     if (p == NULL)
         return ar_sys_malloc(size);
+    if (size == 0) {
+        ar_sys_free(p);
+        return NULL;
+    }
+    size_t old = ar_sys_usable_size(p);
+    if (size > old && !ar_limit_charge(true, size - old)) {
+        errno = ENOMEM;
+        return NULL;
+    }
     void *q = __libc_realloc(p, size);
-    if (q == NULL && size == 0)
-        atomic_fetch_sub_explicit(&ar_large_live, 1, AR_RELAXED);
+    ar_limit_large_got(old + (size > old ? size - old : 0), ar_sys_usable_size(q != NULL ? q : p));
     return q;
 }
 
