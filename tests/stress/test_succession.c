@@ -18,7 +18,10 @@
  *                   nothing is lost, the invariants hold (ar_validate);
  *   borrow          with every reserve failing after the first arena, a
  *                   second thread borrows pools from the first thread's
- *                   arena, and they go back there.
+ *                   arena, and they go back there;
+ *   validate_concurrent  ar_validate in one thread while another takes
+ *                   and returns pools: no invariant it checks may be
+ *                   broken by a moment of the other thread's work.
  *
  * Each runs in a forked child.  Scenarios whose backend calls come from
  * one thread at a time use the counting fake backend; the others the mmap
@@ -554,6 +557,56 @@ static void child_borrow(void *arg)
     ar_validate();
 }
 
+/* ---- ar_validate while another thread works ------------------------------------------ */
+
+/* ar_validate is called by the stress tests and the fuzzer under load: it
+ * must hold at every moment another thread can produce.  Here one thread
+ * takes and returns pools as fast as it can (512-byte blocks, no thread
+ * cache: every 8 blocks a pool comes from its arena, every free of a
+ * pool's last block returns one) while this thread validates. */
+static _Atomic int churn_stop;
+static _Atomic uint64_t churn_rounds;
+
+static void *pool_churn(void *arg)
+{
+    (void)arg;
+    void *b[64];
+    while (!atomic_load_explicit(&churn_stop, memory_order_relaxed)) {
+        for (int i = 0; i < 64; i++) {
+            b[i] = arena_alloc(512);
+            CHECK(b[i] != NULL);
+        }
+        for (int i = 0; i < 64; i++)
+            arena_free(b[i]);
+        atomic_fetch_add_explicit(&churn_rounds, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void child_validate_concurrent(void *arg)
+{
+    (void)arg;
+    setenv("ARENA_TCACHE", "0", 1);
+    uint64_t want = stress_count("SUCC_CHURN_ROUNDS", 200000, 20, 4);
+    pthread_t t;
+    stress_thread_start(&t, pool_churn, NULL);
+    /* Validate until the other thread has done its rounds (it gets the
+     * locks between two validations). */
+    uint64_t n = 0;
+    double t0 = stress_now();
+    while (atomic_load_explicit(&churn_rounds, memory_order_relaxed) < want) {
+        ar_validate();
+        n++;
+        CHECKF(stress_now() - t0 < 120, "the churning thread did only %" PRIu64 " rounds "
+               "in 120 s", atomic_load(&churn_rounds));
+    }
+    atomic_store(&churn_stop, 1);
+    stress_thread_join(t);
+    child_note("validate_concurrent: %" PRIu64 " validations while another thread did %" PRIu64
+               " rounds of 8 pools taken and returned", n, atomic_load(&churn_rounds));
+    ar_validate();
+}
+
 /* ---- cmocka ------------------------------------------------------------------------ */
 
 #define CHILD_TEST(name)                                                     \
@@ -569,6 +622,7 @@ CHILD_TEST(adopt_live)
 CHILD_TEST(adopt_fresh)
 CHILD_TEST(larson)
 CHILD_TEST(borrow)
+CHILD_TEST(validate_concurrent)
 
 int main(void)
 {
@@ -579,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_adopt_fresh),
         cmocka_unit_test(test_larson),
         cmocka_unit_test(test_borrow),
+        cmocka_unit_test(test_validate_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
