@@ -5,7 +5,10 @@
  *
  *   a. burst: a burst over many arenas that nothing reuses goes back
  *      right after its last free, down to the policy's floor (one empty
- *      arena kept by the heap, one in the global cache);
+ *      arena kept by the heap, one in the global cache) and the arenas
+ *      whose pools are still held: by the current pool, or by blocks
+ *      waiting in the thread cache (freed in random order, the cache's
+ *      last 128 blocks keep all 16 arenas: bounded by the cache, checked);
  *   b. rounds: the same batch allocated and freed six times: round 1's
  *      free gives back, round 2 may reserve again (the policy learns),
  *      rounds 3..6 make no backend call at all, contents intact;

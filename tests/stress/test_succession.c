@@ -30,6 +30,10 @@
  *   SUCC_STEPS=n       churn steps per thread in no_global_lock
  *                      (default 400,000, less under sanitizers/valgrind)
  *   SUCC_GENERATIONS=n generations in larson (default 40)
+ *   SUCC_ROUNDS=n      replacements per thread and generation in larson
+ *                      (default 20,000, less under sanitizers/valgrind)
+ *   SUCC_CHURN_ROUNDS=n rounds of the pool-churning thread in
+ *                      validate_concurrent (default 200,000, less ditto)
  */
 #include "stress.h"
 
