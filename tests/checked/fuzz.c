@@ -28,6 +28,10 @@
  * as large as requested, zeroed if from calloc, and must not overlap any
  * live block.  Everything is freed at the end of each input.
  *
+ * Every VALIDATE_EVERY operations and at the end of each input the
+ * allocator checks its own invariants (ar_validate: the calling thread's
+ * heap, every arena set, the global cache) and aborts if one is broken.
+ *
  * A failed check prints what went wrong and aborts, which libFuzzer
  * reports as a crash; the sanitizers and the checked build add their own
  * reports.  fuzz_main.c replays inputs without libFuzzer.
@@ -42,6 +46,12 @@
 #include "arena.h"
 
 #define NSLOTS 64
+#define VALIDATE_EVERY 64
+
+/* libarena's invariant check (src/heap.c).  Hidden from the shared
+ * library, reachable here because the target links the static one (or
+ * the core's objects). */
+void ar_validate(void);
 
 struct slot {
     unsigned char *p;
@@ -227,7 +237,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     struct input in = { data, len, 0 };
     uint8_t next_tag = 1;
+    unsigned ops = 0;
     while (in.pos < in.len) {
+        if (++ops % VALIDATE_EVERY == 0)
+            ar_validate();
         unsigned op = take8(&in) % 12;
         struct slot *s;
         unsigned char *p;
@@ -337,5 +350,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         slots[i].p = NULL;
         slots[i].size = 0;
     }
+    ar_validate();
     return 0;
 }

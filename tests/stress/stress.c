@@ -1,6 +1,8 @@
 /* Shared helpers for the libarena multi-thread stress tests; see stress.h. */
 #include "stress.h"
 
+#include "internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -154,6 +156,11 @@ size_t mailbox_free_all(struct mailbox *mb, struct blk *scratch)
     for (size_t i = 0; i < n; i++)
         blk_free(scratch[i]);
     return n;
+}
+
+void stress_validate(void)
+{
+    ar_validate();
 }
 
 double stress_now(void)

@@ -115,6 +115,14 @@ void stress_check_identities(const struct arena_stats *s, const char *when);
 void stress_check_monotonic(const struct arena_stats *a, const struct arena_stats *b);
 
 
+/* ar_validate(): every invariant libarena can check from the calling
+ * thread (its own heap's lists and thread cache, every heap's arena set,
+ * the global cache), taking the locks it needs; aborts with "libarena:
+ * invariant violated" on the first one broken.  Workers call it every
+ * STRESS_VALIDATE_EVERY operations, main threads after the joins. */
+#define STRESS_VALIDATE_EVERY 4096
+void stress_validate(void);
+
 /* Seconds since some fixed point (CLOCK_MONOTONIC), for progress lines. */
 double stress_now(void);
 

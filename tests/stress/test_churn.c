@@ -81,6 +81,8 @@ static void *consumer_main(void *arg)
         for (size_t i = 0; i < n; i++)
             blk_free(local[i]);
         consumer.freed += n;    /* only this thread writes it; read after join */
+        if (n > 0)
+            stress_validate();
         if (n == 0 && stop)
             return NULL;
     }
@@ -162,6 +164,7 @@ static void *short_main(void *arg)
     unsigned rounds = 1 + (unsigned)(test_rand(&rng) % 4);
     for (unsigned round = 0; round < rounds; round++)
         one_round(t, &rng, round);
+    stress_validate();
     return NULL;
 }
 
@@ -230,6 +233,7 @@ static void run_churn(void *arg)
     }
     free(ts);
     CHECK_EQ(allocs, frees);
+    stress_validate();
 
     arena_get_stats(&s);
     stress_check_identities(&s, "after churn");
@@ -243,6 +247,7 @@ static void run_churn(void *arg)
     uint64_t peak = s.bytes_mapped_peak;
 
     arena_release();
+    stress_validate();
     arena_get_stats(&s);
     stress_check_identities(&s, "after arena_release");
     /* No pool is still held for a thread that is gone. */

@@ -97,6 +97,8 @@ static void *worker_main(void *arg)
         }
         if (k % 32 == 31)
             drain(w);
+        if (k % STRESS_VALIDATE_EVERY == STRESS_VALIDATE_EVERY - 1)
+            stress_validate();
     }
     while (w->nlive > 0) {
         blk_free(w->live[--w->nlive]);
@@ -136,6 +138,8 @@ static void *kid_main(void *arg)
 static void child_body(unsigned round)
 {
     struct arena_stats s0, s1, s2;
+    /* The arena sets were locked across fork(): consistent here. */
+    stress_validate();
     arena_get_stats(&s0);
     stress_check_identities(&s0, "child, after fork");
     /* Only the forking thread exists here; the workers' heaps are gone. */
@@ -212,6 +216,7 @@ static void child_body(unsigned round)
 
     for (unsigned i = 0; i < CHILD_K; i++)
         blk_free(mine[i]);
+    stress_validate();
     arena_get_stats(&s1);
     stress_check_identities(&s1, "child, at the end");
     SCHECK_EQ(s1.blocks_live, s2.blocks_live - small);
@@ -308,6 +313,7 @@ static void run_fork(void *arg)
         mailbox_destroy(&mailboxes[t]);
     }
     CHECK_EQ(allocs, frees);
+    stress_validate();
     for (unsigned t = 0; t <= NWORKERS; t++)
         for (unsigned i = 0; i < NPUB; i++)
             blk_free(published[t][i]);

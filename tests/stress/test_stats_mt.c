@@ -86,6 +86,8 @@ static void *worker_main(void *arg)
         }
         if (b % 8 == 7)
             arena_release();
+        if (b % 4 == 3)
+            stress_validate();
         if (w->id == 0 && b % (w->bursts / 10 ? w->bursts / 10 : 1) == 0)
             child_note("  step %" PRIu64 " of 10: thread 0 at burst %" PRIu64 " of %" PRIu64,
                        b / (w->bursts / 10 ? w->bursts / 10 : 1) + 1, b + 1, w->bursts);
@@ -147,6 +149,7 @@ static void run_stats(void *arg)
         if (snapshots % 64 == 0) {
             arena_release();
             releases++;
+            stress_validate();
         }
         if (snapshots % 1024 == 0)
             arena_print_stats(devnull);
@@ -165,6 +168,7 @@ static void run_stats(void *arg)
     pthread_barrier_destroy(&finished);
     CHECK_EQ(allocs, frees);
     CHECK_GT(snapshots, 0);
+    stress_validate();
 
     arena_get_stats(&s);
     stress_check_identities(&s, "after join");

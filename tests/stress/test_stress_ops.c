@@ -176,6 +176,8 @@ static void *worker_main(void *arg)
         one_op(w);
         if (k % DRAIN_EVERY == DRAIN_EVERY - 1)
             drain(w, 0);
+        if (k % STRESS_VALIDATE_EVERY == STRESS_VALIDATE_EVERY - 1)
+            stress_validate();
         if (w->id == 0 && k % step == step - 1)
             child_note("  step %" PRIu64 " of 10: thread 0 did %" PRIu64 " of %" PRIu64
                        " operations", (k + 1) / step, k + 1, w->ops);
@@ -198,6 +200,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&done_lock);
     while (drain(w, 1) >= 0)
         ;
+    stress_validate();
     return NULL;
 }
 
@@ -262,6 +265,7 @@ static void run_stress(void *arg)
     CHECK_EQ(allocs, frees);
     CHECK_EQ(sent, received);
     CHECK_GT(received, 0);
+    stress_validate();
 
     struct arena_stats s;
     arena_get_stats(&s);
@@ -275,6 +279,7 @@ static void run_stress(void *arg)
     uint64_t peak = s.bytes_mapped_peak, reserved = s.arenas_reserved;
 
     size_t released = arena_release();
+    stress_validate();
     arena_get_stats(&s);
     stress_check_identities(&s, "after arena_release");
     SCHECK_EQ(s.blocks_live, 0);
