@@ -137,6 +137,9 @@ struct arena_stats {
     uint64_t large_bytes;               /* usable bytes of live large blocks  */
     uint64_t limit_refused;             /* allocations the hard limit refused */
     uint64_t limit_soft_calls;          /* soft-limit callbacks made          */
+    uint64_t arenas_moved;              /* partly used arenas a heap took over
+                                           from a heap holding many free
+                                           pools, instead of a new one, ever */
     uint64_t locks_global;              /* times allocation took the global
                                            lock (arenas in or out, heaps
                                            made, reused, adopted or ended)   */

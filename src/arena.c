@@ -49,6 +49,7 @@ static struct {
     uint64_t reserved, released, live, peak_bytes, failures;
     uint64_t locks;                     /* ar_lock taken to get or give an arena */
     uint64_t borrowed;                  /* pools taken from another heap's set */
+    uint64_t stolen;                    /* partly used arenas taken from one   */
     _Atomic uint64_t pools_purged, bytes_purged;
 } world = { .backend = &ar_backend_mmap };
 
@@ -462,8 +463,38 @@ static void surrender(struct ar_arenas *s, struct ar_arena *a, bool learn)
     pthread_mutex_unlock(&ar_lock);
 }
 
-/* An empty arena into s: the newest cached one, or a new reservation.
- * Returns false if there is none (ENOMEM). */
+/* A set keeps this many free pools (a few arenas' worth) before another
+ * heap may take one of its partly used arenas. */
+#define AR_STEAL_SURPLUS (2 * AR_POOLS)
+
+/* ar_lock held: the partly used arena with the most free pools (at least
+ * half) from a thread heap's set that holds more than AR_STEAL_SURPLUS
+ * free pools, detached from that set; or NULL.  Its pools in use stay
+ * their heaps' (they go back to whichever set then holds the arena). */
+static struct ar_arena *steal(struct ar_arenas *s)
+{
+    for (struct ar_arenas *t = world.sets; t != NULL; t = t->next_set) {
+        if (t == s || t->user || t->arenas * AR_POOLS - t->pools_in_use <= AR_STEAL_SURPLUS)
+            continue;
+        pthread_mutex_lock(&t->lock);
+        struct ar_arena *a = NULL;
+        for (unsigned n = AR_POOLS - 1; n >= AR_POOLS / 2 && a == NULL; n--)
+            a = t->buckets[n];
+        if (a != NULL)
+            detach(t, a);
+        pthread_mutex_unlock(&t->lock);
+        if (a != NULL) {
+            world.stolen++;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+/* An arena into s: the newest cached one, a partly used one another heap
+ * has too many of, or a new reservation.  Returns false if there is none
+ * (ENOMEM).  User heaps take only empty arenas: their arenas go back to the
+ * OS whole when they are destroyed. */
 static bool obtain(struct ar_arenas *s)
 {
     pthread_mutex_lock(&ar_lock);
@@ -471,6 +502,8 @@ static bool obtain(struct ar_arenas *s)
     struct ar_arena *a = world.cache;
     if (a != NULL) {
         cache_remove(a);
+    } else if (!s->user && (a = steal(s)) != NULL) {
+        /* attached below, as it is */
     } else if ((a = arena_new()) != NULL) {
         ar_hold_fresh(&world.hold, 1);
     }
@@ -583,6 +616,14 @@ static struct ar_arenas *lock_set_of_locked(struct ar_arena *a)
     return s;
 }
 
+bool ar_arenas_has_free(struct ar_arenas *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool any = fullest(s) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return any;
+}
+
 /* Lock the set that holds a.  An arena moving between sets (adoption)
  * has none for a moment, under ar_lock: wait for it. */
 static struct ar_arenas *lock_set_of(struct ar_arena *a)
@@ -624,12 +665,15 @@ static struct ar_arena *return_mask(struct ar_arenas *s, struct ar_arena *a, uin
     bucket_insert(s, a);
     unsigned budget = dirty_budget(s);
     struct ar_arena *gone = NULL;
-    if (a->nfree == AR_POOLS) {
+    if (a->nfree == AR_POOLS)
         s->empty_arenas++;
-        if (s->empty_arenas > empty_budget(s) || s->dirty_pools > budget)
-            gone = a;
-    }
-    if (gone == NULL && ar_options.purge == AR_PURGE_EAGER && auto_purge())
+    /* Too many empty arenas (the hold may have decayed since they
+     * emptied), or too much dirty memory with this one empty: give one up. */
+    if (s->empty_arenas > empty_budget(s))
+        gone = a->nfree == AR_POOLS ? a : s->buckets[AR_POOLS];
+    else if (a->nfree == AR_POOLS && s->dirty_pools > budget)
+        gone = a;
+    if (gone != a && ar_options.purge == AR_PURGE_EAGER && auto_purge())
         purge_mask(s, a, mask, false);
     else if (s->dirty_pools > budget)
         purge_down_to(s, budget / 2, true);
@@ -1094,6 +1138,7 @@ void ar_arena_counts(struct arena_stats *st)
     st->reserve_failures = world.failures;
     st->locks_global += world.locks;
     st->pools_borrowed = world.borrowed;
+    st->arenas_moved = world.stolen;
     st->pools_purged = atomic_load_explicit(&world.pools_purged, AR_RELAXED);
     st->bytes_purged = atomic_load_explicit(&world.bytes_purged, AR_RELAXED);
     for (struct ar_arena *a = world.cache; a != NULL; a = a->next)

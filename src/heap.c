@@ -81,6 +81,7 @@ static struct {
 } heaps;
 
 static pthread_key_t heap_key;
+static _Atomic unsigned dead_with_pools;   /* heaps on heaps.dead_pools */
 
 /* ---- class and full lists (owner only) -------------------------------- */
 
@@ -105,6 +106,23 @@ static void list_push_tail(struct ar_heap *h, unsigned c, struct ar_pool *p)
         ar_pool_make_used(p);
     }
     h->tails[c] = p;
+}
+
+/* Put p right behind the current pool: it is used next.  Pools that get
+ * blocks back go there, so the pools in use stay few and the sparse ones
+ * behind them have time to empty and go back. */
+static void list_push_next(struct ar_heap *h, unsigned c, struct ar_pool *p)
+{
+    struct ar_pool *head = h->lists[c];
+    if (head == NULL || head->next == NULL) {
+        list_push_tail(h, c, p);
+        return;
+    }
+    p->prev = head;
+    p->next = head->next;
+    head->next->prev = p;
+    head->next = p;
+    ar_pool_make_used(p);
 }
 
 /* Unlink p; if it was the current pool, its hold passes to the next. */
@@ -156,7 +174,7 @@ static void place_pool(struct ar_heap *h, unsigned c, struct ar_pool *p)
         pool_give_back(h, p);
     else if (p->free != NULL || p->carved < p->nblocks ||
              atomic_load_explicit(&p->remote, AR_RELAXED) != 0 || h->lists[c] == NULL)
-        list_push_tail(h, c, p);
+        list_push_next(h, c, p);
     else
         full_push(h, c, p);
 }
@@ -219,9 +237,18 @@ static void tidy(struct ar_heap *h)
             sweep_class(h, c);
 }
 
-/* A new pool for class c, as the current pool. */
+static void adopt_any(struct ar_heap *h);
+
+/* A pool for class c on an empty list: a new one, as the current pool, or
+ * the head of what an adoption brought. */
 static struct ar_pool *acquire_pool(struct ar_heap *h, unsigned c)
 {
+    if (!h->user && atomic_load_explicit(&dead_with_pools, AR_RELAXED) != 0 &&
+        !ar_arenas_has_free(&h->arenas)) {
+        adopt_any(h);
+        if (h->lists[c] != NULL)
+            return h->lists[c];         /* the adopted heap had pools of c */
+    }
     struct ar_pool *p = ar_arenas_acquire(&h->arenas, c, h);
     if (p == NULL)
         return NULL;
@@ -328,7 +355,7 @@ static void free_local_slow(struct ar_heap *h, struct ar_pool *p, void *ptr, uin
         full_remove(h, c, p);
         used = ar_used_get(p);
         if (used != 0) {
-            list_push_tail(h, c, p);
+            list_push_next(h, c, p);
             return;
         }
         if (h->lists[c] == NULL) {
@@ -492,6 +519,8 @@ static void dead_push(struct ar_heap *h)
     struct ar_heap **list = h->pools ? &heaps.dead_pools : &heaps.dead_empty;
     h->next_free = *list;
     *list = h;
+    if (h->pools)
+        atomic_fetch_add_explicit(&dead_with_pools, 1, AR_RELAXED);
 }
 
 static bool dead_remove(struct ar_heap *h)
@@ -500,6 +529,8 @@ static bool dead_remove(struct ar_heap *h)
     for (; *link != NULL; link = &(*link)->next_free)
         if (*link == h) {
             *link = h->next_free;
+            if (h->pools)
+                atomic_fetch_sub_explicit(&dead_with_pools, 1, AR_RELAXED);
             return true;
         }
     return false;
@@ -515,6 +546,7 @@ struct ar_heap *ar_heap_get(void)
     heaps.locks++;
     if ((h = heaps.dead_pools) != NULL) {
         heaps.dead_pools = h->next_free;
+        atomic_fetch_sub_explicit(&dead_with_pools, 1, AR_RELAXED);
         heaps.reused++;
     } else if ((h = heaps.dead_empty) != NULL) {
         heaps.dead_empty = h->next_free;
@@ -568,9 +600,24 @@ static void take_lists(struct ar_heap *h, struct ar_heap *from)
     }
 }
 
-/* h (live, this thread's) takes over the pools and arenas of a dead heap.
- * The arenas move first, so that a pool that turns out empty while its
- * lists move goes back to the arena set that now holds its arena. */
+/* h (live, this thread's) takes over the pools and arenas of `dead`, which
+ * it has claimed (ADOPTING, off the dead lists).  The arenas move first, so
+ * that a pool that turns out empty while its lists move goes back to the
+ * arena set that now holds its arena. */
+static void merge(struct ar_heap *h, struct ar_heap *dead)
+{
+    ar_arenas_move(&h->arenas, &dead->arenas);
+    unsigned pools = dead->pools;
+    dead->pools = 0;
+    h->pools += pools;
+    take_lists(h, dead);
+    pthread_mutex_lock(&ar_lock);
+    atomic_store_explicit(&dead->state, AR_HEAP_DEAD, AR_RELAXED);
+    dead_push(dead);
+    pthread_mutex_unlock(&ar_lock);
+}
+
+/* h adopts `dead` if it is still a dead heap with pools. */
 static void adopt(struct ar_heap *h, struct ar_heap *dead)
 {
     pthread_mutex_lock(&ar_lock);
@@ -582,17 +629,26 @@ static void adopt(struct ar_heap *h, struct ar_heap *dead)
         heaps.adopted++;
     }
     pthread_mutex_unlock(&ar_lock);
-    if (!mine)
-        return;
-    ar_arenas_move(&h->arenas, &dead->arenas);
-    unsigned pools = dead->pools;
-    dead->pools = 0;
-    h->pools += pools;
-    take_lists(h, dead);
+    if (mine)
+        merge(h, dead);
+}
+
+/* h is about to take a fresh arena: first adopt a dead heap that holds
+ * pools, if there is one, so that memory a dead thread left partly used is
+ * filled again before the footprint grows. */
+static void adopt_any(struct ar_heap *h)
+{
     pthread_mutex_lock(&ar_lock);
-    atomic_store_explicit(&dead->state, AR_HEAP_DEAD, AR_RELAXED);
-    dead_push(dead);
+    heaps.locks++;
+    struct ar_heap *dead = heaps.dead_pools;
+    if (dead != NULL) {
+        dead_remove(dead);
+        atomic_store_explicit(&dead->state, AR_HEAP_ADOPTING, AR_RELAXED);
+        heaps.adopted++;
+    }
     pthread_mutex_unlock(&ar_lock);
+    if (dead != NULL)
+        merge(h, dead);
 }
 
 /* Take in remote frees and hand back every empty pool, current ones too.

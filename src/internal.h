@@ -351,6 +351,7 @@ AR_HIDDEN void ar_arenas_return(struct ar_pool *p);                /* p's owner 
 AR_HIDDEN void ar_arenas_give_back(struct ar_arenas *s, bool all); /* purge + release */
 AR_HIDDEN void ar_arenas_purge_idle(struct ar_arenas *s);          /* purger */
 AR_HIDDEN void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src);
+AR_HIDDEN bool ar_arenas_has_free(struct ar_arenas *s);   /* a pool to take? */
 /* Large blocks of user heaps: k (1..64) contiguous pools of one arena, the
  * first LARGE, the others TAIL; or a huge reservation of whole arenas. */
 AR_HIDDEN struct ar_pool *ar_arenas_take_run(struct ar_arenas *s, unsigned k,

@@ -29,6 +29,8 @@ static struct {
     pthread_t thread;
     bool running, stop, cond_ready;
     unsigned delay_ms;
+    unsigned restarts;                  /* arena_purger_start calls: a new
+                                           delay starts a new wait        */
 } purger = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void *purger_main(void *arg)
@@ -36,16 +38,19 @@ static void *purger_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&purger.lock);
     while (!purger.stop) {
+        unsigned restarts = purger.restarts;
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)purger.delay_ms * 500000u;
         until.tv_sec += (time_t)(ns / 1000000000u);
         until.tv_nsec = (long)(ns % 1000000000u);
         int rc = 0;
-        while (!purger.stop && rc != ETIMEDOUT)
+        while (!purger.stop && rc != ETIMEDOUT && restarts == purger.restarts)
             rc = pthread_cond_timedwait(&purger.wake, &purger.lock, &until);
         if (purger.stop)
             break;
+        if (restarts != purger.restarts)
+            continue;                   /* a new delay: wait again, from now */
         pthread_mutex_unlock(&purger.lock);
         ar_heaps_purge_idle();
         pthread_mutex_lock(&purger.lock);
@@ -80,6 +85,7 @@ int arena_purger_start(unsigned delay_ms)
         pthread_atfork(fork_prepare, fork_parent, fork_child);
     pthread_mutex_lock(&purger.lock);
     purger.delay_ms = delay_ms;
+    purger.restarts++;
     if (purger.running) {
         pthread_cond_signal(&purger.wake);
         pthread_mutex_unlock(&purger.lock);
