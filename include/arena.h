@@ -82,11 +82,17 @@ ARENA_API int arena_set_backend(const char *name);
  *   arenas_live  = arenas_reserved - arenas_released
  *   bytes_mapped = arenas_live * ARENA_ARENA_SIZE
  *   pools_total  = arenas_live * 64
- *                = pools_used + pools_full + pools_empty + pools_free
+ *                = pools_used + pools_full + pools_empty + pools_large + pools_free
  *   pools_free   = pools_free_dirty + pools_free_purged
  *   blocks_live  = sum of blocks_live_class[]
- *   bytes_live   = sum of blocks_live_class[c] * (c + 1) * 16            */
+ *   bytes_live   = sum of blocks_live_class[c] * (c + 1) * 16
+ *
+ * The structure starts with `size`, which the caller sets to
+ * sizeof(struct arena_stats): a library with more counters than the
+ * caller's header knows writes only the first `size` bytes, so programs
+ * built against an older header keep working. */
 struct arena_stats {
+    size_t size;                        /* set by the caller                  */
     const char *backend;                /* "mmap", "brk", or a test backend   */
 
     uint64_t arenas_reserved;           /* taken from the backend, ever       */
@@ -96,14 +102,21 @@ struct arena_stats {
     uint64_t bytes_mapped;              /* arenas_live * 256 KiB              */
     uint64_t bytes_mapped_peak;         /* highest bytes_mapped seen          */
     uint64_t bytes_metadata;            /* descriptors, registry, heaps       */
+    uint64_t bytes_resident;            /* an estimate: pools in use and dirty
+                                           free pools, 4 KiB each (pages
+                                           libarena has had touched and has
+                                           not given back)                   */
 
     uint64_t pools_total;               /* arenas_live * 64                   */
-    uint64_t pools_used;                /* held by a heap, some blocks free   */
+    uint64_t pools_used;                /* held by a heap, some blocks live,
+                                           some free                         */
     uint64_t pools_full;                /* held by a heap, no block free      */
     uint64_t pools_empty;               /* held by a heap, no block live      */
+    uint64_t pools_large;               /* in a user heap's large block       */
     uint64_t pools_free;                /* in an arena, held by no heap       */
     uint64_t pools_free_dirty;          /*   ... pages may still be resident  */
-    uint64_t pools_free_purged;         /*   ... pages given back (madvise)   */
+    uint64_t pools_free_purged;         /*   ... pages given back (madvise)
+                                           or never touched                  */
     uint64_t pools_purged;              /* pool purges done, ever             */
     uint64_t bytes_purged;              /* bytes purged, ever                 */
 
@@ -114,12 +127,13 @@ struct arena_stats {
     uint64_t blocks_cached;             /* freed blocks in thread caches      */
     uint64_t large_live;                /* large (> 512 B) blocks live now,
                                            from the system allocator        */
+    uint64_t large_bytes;               /* their usable bytes                 */
     uint64_t heap_large_live;           /* large blocks of user heaps (whole
                                            pages in their arenas)           */
 
-    uint64_t calls_mmap;                /* backend system calls, ever         */
-    uint64_t calls_munmap;
-    uint64_t calls_brk;                 /* brk and sbrk                       */
+    uint64_t calls_mmap;                /* system calls for memory, ever:     */
+    uint64_t calls_munmap;              /*   the backend's and libarena's own */
+    uint64_t calls_brk;                 /*   metadata's; brk and sbrk         */
     uint64_t calls_madvise;
     uint64_t reserve_failures;          /* arena reservations that failed     */
 
@@ -131,21 +145,61 @@ struct arena_stats {
     uint64_t pools_borrowed;            /* pools a heap took from another
                                            heap's arena when no arena could
                                            be reserved, ever                 */
-    uint64_t limit_hard, limit_soft;    /* the limits set (0: none)            */
-    uint64_t limit_counted;             /* what the limits apply to: arena
-                                           bytes mapped + large_bytes        */
-    uint64_t large_bytes;               /* usable bytes of live large blocks  */
-    uint64_t limit_refused;             /* allocations the hard limit refused */
-    uint64_t limit_soft_calls;          /* soft-limit callbacks made          */
     uint64_t arenas_moved;              /* partly used arenas a heap took over
                                            from a heap holding many free
                                            pools, instead of a new one, ever */
     uint64_t locks_global;              /* times allocation took the global
                                            lock (arenas in or out, heaps
                                            made, reused, adopted or ended)   */
+
+    uint64_t limit_hard, limit_soft;    /* the limits set (0: none)           */
+    uint64_t limit_counted;             /* what the limits apply to: arena
+                                           bytes mapped + large_bytes        */
+    uint64_t limit_refused;             /* allocations the hard limit refused */
+    uint64_t limit_soft_calls;          /* soft-limit callbacks made          */
 };
 
 ARENA_API void arena_get_stats(struct arena_stats *out);
+
+/* One size class, as data.  Sums over the classes match arena_get_stats
+ * taken at the same moment: blocks_live, bytes_live, blocks_cached, and
+ * pools_full + pools_partial = pools_used + pools_full + pools_empty. */
+struct arena_class_stats {
+    size_t size;                        /* set by the caller (see above)      */
+    uint32_t block_size;                /* 16 .. 512                          */
+    uint64_t pools_full;                /* pools in use with no block free    */
+    uint64_t pools_partial;             /* pools in use with a block free     */
+    uint64_t blocks_live;               /* handed out and not freed (blocks in
+                                           thread caches are not live)      */
+    uint64_t bytes_live;                /* blocks_live * block_size           */
+    uint64_t blocks_free;               /* free blocks inside pools in use    */
+    uint64_t blocks_cached;             /* blocks held in thread caches       */
+    uint64_t bytes_resident;            /* pools in use * 4 KiB               */
+    uint64_t pools_purged;              /* pools of this class purged after
+                                           they came back, ever             */
+    uint64_t occupancy[8];              /* pools in use by the share of their
+                                           blocks handed out (thread caches
+                                           included): 0-12.5 %, ..., 87.5-100 % */
+};
+
+/* Fills out[0..n) with the first n classes, in class order, and returns
+ * the number of classes (ARENA_NUM_CLASSES).  Each out[i].size must be
+ * set by the caller. */
+ARENA_API size_t arena_get_class_stats(struct arena_class_stats *out, size_t n);
+
+/* The counters in the Prometheus text exposition format (metrics named
+ * libarena_*, labels backend="mmap|brk" and, per class, class="<block
+ * size>").  Returns 0, or -1 with errno set. */
+ARENA_API int arena_write_metrics(FILE *out);
+
+/* Every live arena in address order with its 64 pools, as JSON:
+ *   {"backend": "mmap", "arenas": [{"base": "0x7f...", "pools": [
+ *     {"state": "used", "block_size": 48, "live": 17}, ...]}, ...]}
+ * state: free-dirty, free-purged, used, current, full, orphan (a pool of a
+ * heap whose thread exited), large (a user heap's large block; block_size
+ * is its size in bytes).  live counts as blocks_live does.  Returns 0, or
+ * -1 with errno set. */
+ARENA_API int arena_write_heap_map(FILE *out);
 
 /* Heaps with a lifetime: objects of one request, connection or tenant,
  * freed all at once.  A heap's blocks come from pools (and, for blocks

@@ -127,16 +127,12 @@ static void *alloc_slow_inner(size_t size)
     return ar_heap_refill(h, ar_class_of(size));
 }
 
-/* Pop a block from cache m, or NULL.  ar_reload(m): see internal.h. */
+/* Pop a block from cache m, or NULL, and hand it out. */
 static inline void *cache_pop(struct ar_heap *h, size_t m)
 {
-    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
-    void *b = *t;
-    if (ar_likely(b != NULL)) {
-        ar_reload(m);
-        atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
+    void *b = ar_cache_pop(h, m);
+    if (ar_likely(b != NULL))
         ar_on_alloc(b, (unsigned)m - 1);
-    }
     return b;
 }
 
@@ -144,13 +140,16 @@ static inline void *cache_pop(struct ar_heap *h, size_t m)
  * is no room (or m is 0). */
 static inline bool cache_push(struct ar_heap *h, size_t m, void *ptr)
 {
-    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    ar_slot *t = atomic_load_explicit(&h->top[m], AR_RELAXED);
     if (ar_unlikely(t == h->room[m]))
         return false;
-    if (ar_unlikely(ptr == *t))
+    /* The owner is the only writer of its slots, so its own read needs no
+     * atomicity; a plain read lets the compiler compare against memory in
+     * one instruction (other threads only read the slots, relaxed). */
+    if (ar_unlikely(ptr == *(void *const *)t))
         ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
     ar_on_free(ptr, (unsigned)m - 1);
-    t[-1] = ptr;
+    atomic_store_explicit(&t[-1], ptr, AR_RELAXED);
     ar_reload(m);
     atomic_store_explicit(&h->top[m], t - 1, AR_RELAXED);
     return true;

@@ -51,6 +51,7 @@ static struct {
     uint64_t borrowed;                  /* pools taken from another heap's set */
     uint64_t stolen;                    /* partly used arenas taken from one   */
     _Atomic uint64_t pools_purged, bytes_purged;
+    _Atomic uint64_t class_purged[AR_NCLASS];   /* by the class a pool last had */
 } world = { .backend = &ar_backend_mmap };
 
 #define ALL_POOLS (~(uint64_t)0)
@@ -210,6 +211,8 @@ static unsigned purge_mask(struct ar_arenas *s, struct ar_arena *a, uint64_t mas
             b->purge(b->ctx, (void *)(a->base + ((uintptr_t)first << AR_POOL_SHIFT)), size) != 0)
             break;
         uint64_t bits = (len == 64 ? ALL_POOLS : (((uint64_t)1 << len) - 1)) << first;
+        for (unsigned i = first; i < first + len; i++)
+            atomic_fetch_add_explicit(&world.class_purged[a->pools[i].cls], 1, AR_RELAXED);
         mask &= ~bits;
         a->dirty_mask &= ~bits;
         a->purged_mask |= bits;
@@ -1090,9 +1093,11 @@ static void count_free_pools(struct ar_arena *a, struct arena_stats *st)
 }
 
 /* Set lock held.  Pools held by heaps are classified by their counters,
- * read relaxed (a moment old if their owner is working). */
-void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st)
+ * read relaxed (a moment old if their owner is working).  Blocks in thread
+ * caches still count as handed out here; ar_heaps_stats takes them out. */
+void ar_arenas_count(struct ar_arenas *s, struct ar_counts *k)
 {
+    struct arena_stats *st = &k->st;
     for (unsigned n = 0; n <= AR_POOLS; n++)
         for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next) {
             count_free_pools(a, st);
@@ -1104,30 +1109,42 @@ void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st)
                 struct ar_pool *p = &a->pools[i];
                 unsigned state = ar_state_get(p);
                 if (state == AR_POOL_LARGE || state == AR_POOL_TAIL) {
-                    st->pools_full++;           /* a user heap's large block */
+                    st->pools_large++;          /* a user heap's large block */
                     st->heap_large_live += state == AR_POOL_LARGE;
                     continue;
                 }
-                uint32_t live = ar_pool_live(p);
-                if (state == AR_POOL_FULL)
+                struct arena_class_stats *c = &k->cls[p->cls];
+                uint32_t live = ar_pool_live(p), nblocks = ar_class_blocks(p->cls);
+                if (live > nblocks)
+                    live = nblocks;             /* a moment old: keep it sane */
+                if (state == AR_POOL_FULL) {
                     st->pools_full++;
-                else if (live == 0)
-                    st->pools_empty++;
-                else
-                    st->pools_used++;
+                    c->pools_full++;
+                } else {
+                    if (live == 0)
+                        st->pools_empty++;
+                    else
+                        st->pools_used++;
+                    c->pools_partial++;
+                }
                 st->blocks_live_class[p->cls] += live;
+                c->blocks_live += live;
+                c->blocks_free += nblocks - live;
+                c->bytes_resident += AR_POOL_SIZE;
+                c->occupancy[live * 8 / nblocks < 8 ? live * 8 / nblocks : 7]++;
             }
         }
     for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
         st->pools_total += (uint64_t)a->huge * AR_POOLS;
-        st->pools_full += (uint64_t)a->huge * AR_POOLS;
+        st->pools_large += (uint64_t)a->huge * AR_POOLS;
         st->heap_large_live++;
     }
 }
 
 /* ar_lock held. */
-void ar_arena_counts(struct arena_stats *st)
+void ar_arena_counts(struct ar_counts *k)
 {
+    struct arena_stats *st = &k->st;
     st->backend = world.backend->name;
     st->arenas_reserved = world.reserved;
     st->arenas_released = world.released;
@@ -1141,6 +1158,8 @@ void ar_arena_counts(struct arena_stats *st)
     st->arenas_moved = world.stolen;
     st->pools_purged = atomic_load_explicit(&world.pools_purged, AR_RELAXED);
     st->bytes_purged = atomic_load_explicit(&world.bytes_purged, AR_RELAXED);
+    for (unsigned c = 0; c < AR_NCLASS; c++)
+        k->cls[c].pools_purged = atomic_load_explicit(&world.class_purged[c], AR_RELAXED);
     for (struct ar_arena *a = world.cache; a != NULL; a = a->next)
         count_free_pools(a, st);
     struct ar_syscalls c = {0};
@@ -1152,6 +1171,62 @@ void ar_arena_counts(struct arena_stats *st)
     st->calls_munmap = c.munmap;
     st->calls_brk = c.brk;
     st->calls_madvise = c.madvise + meta_madvise;
+}
+
+/* ---- census ------------------------------------------------------------------ */
+
+struct census_walk {
+    struct ar_census_arena *out;
+    size_t max, n;
+};
+
+static void census_arena(struct ar_arena *a, void *arg)
+{
+    struct census_walk *w = arg;
+    if (w->n++ >= w->max)
+        return;
+    struct ar_census_arena *e = &w->out[w->n - 1];
+    e->base = a->base;
+    struct ar_arenas *s = atomic_load_explicit(&a->set, AR_RELAXED);
+    if (s != NULL)
+        pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < AR_POOLS; i++) {
+        struct ar_pool *p = &a->pools[i];
+        struct ar_census_pool *c = &e->pool[i];
+        unsigned state = ar_state_get(p);
+        c->owner = atomic_load_explicit(&p->owner, AR_RELAXED);
+        c->cls = p->cls;
+        c->live = 0;
+        c->bytes = 0;
+        if (a->huge) {
+            c->state = i == 0 ? AR_CENSUS_HUGE : AR_POOL_TAIL;
+            c->live = i == 0;
+            c->bytes = a->huge > UINT32_MAX / AR_ARENA_SIZE ? UINT32_MAX
+                                                            : a->huge * (uint32_t)AR_ARENA_SIZE;
+        } else if (a->free_mask & ((uint64_t)1 << i)) {
+            c->state = (a->dirty_mask >> i) & 1 ? AR_CENSUS_FREE_DIRTY : AR_CENSUS_FREE_PURGED;
+            c->owner = NULL;
+        } else if (state == AR_POOL_LARGE || state == AR_POOL_TAIL) {
+            c->state = (uint8_t)state;
+            c->live = state == AR_POOL_LARGE;
+            c->bytes = (uint32_t)p->nblocks * (uint32_t)AR_POOL_SIZE;
+        } else {
+            c->state = (uint8_t)state;
+            c->live = ar_pool_live(p);
+            c->bytes = (uint32_t)ar_class_size(p->cls);
+        }
+    }
+    if (s != NULL)
+        pthread_mutex_unlock(&s->lock);
+}
+
+size_t ar_census(struct ar_census_arena *out, size_t max)
+{
+    struct census_walk w = { out, max, 0 };
+    pthread_mutex_lock(&ar_lock);
+    ar_registry_walk(census_arena, &w);
+    pthread_mutex_unlock(&ar_lock);
+    return w.n;
 }
 
 uint64_t ar_arena_bytes_given_back(void)

@@ -56,7 +56,7 @@
 
 /* The "not ours" cache entry, and every entry of a thread that has no heap
  * yet: a NULL slot where top, room and end all point. */
-static void *none_slot[1];
+static ar_slot none_slot[1];
 
 #define S1 none_slot
 #define S3 S1, S1, S1
@@ -262,12 +262,22 @@ static struct ar_pool *acquire_pool(struct ar_heap *h, unsigned c)
 
 /* ---- the thread cache --------------------------------------------------- */
 
-static inline void **cache_top(struct ar_heap *h, unsigned m)
+static inline ar_slot *cache_top(struct ar_heap *h, unsigned m)
 {
     return atomic_load_explicit(&h->top[m], AR_RELAXED);
 }
 
-static inline void cache_set_top(struct ar_heap *h, unsigned m, void **t)
+static inline void *slot_get(ar_slot *t)
+{
+    return atomic_load_explicit(t, AR_RELAXED);
+}
+
+static inline void slot_set(ar_slot *t, void *b)
+{
+    atomic_store_explicit(t, b, AR_RELAXED);
+}
+
+static inline void cache_set_top(struct ar_heap *h, unsigned m, ar_slot *t)
 {
     atomic_store_explicit(&h->top[m], t, AR_RELAXED);
 }
@@ -289,7 +299,7 @@ static unsigned cache_cap(unsigned c)
 void *ar_heap_refill(struct ar_heap *h, unsigned c)
 {
     unsigned m = c + 1;
-    void **end = h->end[m];
+    ar_slot *end = h->end[m];
     AR_ASSERT(cache_top(h, m) == end, "refill of a cache that is not empty\n");
     /* The thread cache of a class turns on when the thread first allocates
      * from it.  A thread that only frees blocks of c (a consumer fed by
@@ -335,8 +345,8 @@ void *ar_heap_refill(struct ar_heap *h, unsigned c)
             full_push(h, c, p);
         }
     }
-    void **t = end - n;
-    void *b = *t;
+    ar_slot *t = end - n;
+    void *b = slot_get(t);
     cache_set_top(h, m, t + 1);
     ar_on_alloc(b, c);
     return b;
@@ -419,13 +429,14 @@ static void free_to_pool(struct ar_heap *h, void *ptr)
  * left; the newest stay. */
 static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
 {
-    void **t = cache_top(h, m), **end = h->end[m];
+    ar_slot *t = cache_top(h, m), *end = h->end[m];
     unsigned n = (unsigned)(end - t);
     if (n <= keep)
         return;
-    for (void **e = t + keep; e < end; e++)
-        free_to_pool(h, *e);
-    memmove(end - keep, t, keep * sizeof(void *));
+    for (ar_slot *e = t + keep; e < end; e++)
+        free_to_pool(h, slot_get(e));
+    for (unsigned i = keep; i-- > 0;)           /* the newest move up, in order */
+        slot_set(end - keep + i, slot_get(t + i));
     cache_set_top(h, m, end - keep);
 }
 
@@ -439,8 +450,8 @@ static void flush_all(struct ar_heap *h)
  * the registry maps to m. */
 void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr)
 {
-    void **t = cache_top(h, m);
-    if (ar_unlikely(ptr == *t))
+    ar_slot *t = cache_top(h, m);
+    if (ar_unlikely(ptr == slot_get(t)))
         ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
     ar_on_free(ptr, m - 1);
     if (h != &ar_heap_none)
@@ -451,7 +462,7 @@ void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr)
     }
     cache_flush(h, m, h->cap[m] / 2);
     t = cache_top(h, m);
-    t[-1] = ptr;
+    slot_set(t - 1, ptr);
     cache_set_top(h, m, t - 1);
 }
 
@@ -493,16 +504,16 @@ static struct ar_heap *heap_new(void)
     size_t slots = 0;
     for (unsigned c = 0; c < AR_NCLASS; c++)
         slots += cache_cap(c) + 1;
-    struct ar_heap *h = ar_meta_alloc(sizeof(*h) + slots * sizeof(void *));
+    struct ar_heap *h = ar_meta_alloc(sizeof(*h) + slots * sizeof(ar_slot));
     if (h == NULL)
         return NULL;
-    void **s = (void **)(h + 1);
+    ar_slot *s = (ar_slot *)(h + 1);
     h->top[0] = h->room[0] = h->end[0] = none_slot;
     for (unsigned c = 0; c < AR_NCLASS; c++) {
         unsigned m = c + 1;
         h->cap[m] = (uint16_t)cache_cap(c);
         h->end[m] = s + h->cap[m];
-        *h->end[m] = NULL;
+        slot_set(h->end[m], NULL);
         s = h->end[m] + 1;
     }
     ar_arenas_init(&h->arenas);
@@ -915,8 +926,9 @@ __attribute__((constructor)) static void heap_library_init(void)
  * a flush, so its cache and its pools can disagree by a batch; the sum is
  * clamped once, so that the error stays a constant, not a function of
  * what else is live. */
-void ar_heaps_stats(struct arena_stats *st)
+void ar_heaps_stats(struct ar_counts *k)
 {
+    struct arena_stats *st = &k->st;
     uint64_t cached[AR_NCLASS] = {0};
     st->heaps_live = heaps.live;
     st->heaps_abandoned = heaps.abandoned;
@@ -927,7 +939,7 @@ void ar_heaps_stats(struct arena_stats *st)
     for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
          h = atomic_load_explicit(&h->next_all, memory_order_acquire)) {
         pthread_mutex_lock(&h->arenas.lock);
-        ar_arenas_count(&h->arenas, st);
+        ar_arenas_count(&h->arenas, k);
         pthread_mutex_unlock(&h->arenas.lock);
         for (unsigned m = 1; m < AR_NMAP; m++)
             cached[m - 1] += (uint64_t)(h->end[m] - cache_top(h, m));
@@ -938,7 +950,31 @@ void ar_heaps_stats(struct arena_stats *st)
         st->blocks_cached += n;
         st->blocks_live += st->blocks_live_class[c];
         st->bytes_live += st->blocks_live_class[c] * ar_class_size(c);
+        struct arena_class_stats *cs = &k->cls[c];
+        cs->block_size = (uint32_t)ar_class_size(c);
+        cs->blocks_cached = n;
+        cs->blocks_live = st->blocks_live_class[c];
+        cs->bytes_live = cs->blocks_live * ar_class_size(c);
     }
+}
+
+/* Every block in every thread cache, for the census (relaxed reads). */
+void ar_heaps_cached(void (*fn)(void *block, void *arg), void *arg)
+{
+    for (struct ar_heap *h = atomic_load_explicit(&ar_all_heaps, memory_order_acquire); h != NULL;
+         h = atomic_load_explicit(&h->next_all, memory_order_acquire))
+        for (unsigned m = 1; m < AR_NMAP; m++)
+            for (ar_slot *t = cache_top(h, m); t < h->end[m]; t++) {
+                void *b = slot_get(t);
+                if (b != NULL)
+                    fn(b, arg);
+            }
+}
+
+bool ar_heap_is_dead(const struct ar_heap *h)
+{
+    int state = atomic_load_explicit(&((struct ar_heap *)h)->state, AR_RELAXED);
+    return state == AR_HEAP_DEAD || state == AR_HEAP_LOST;
 }
 
 static _Noreturn void heap_broken(const struct ar_heap *h, unsigned c, const struct ar_pool *p,
@@ -984,15 +1020,16 @@ void ar_heap_validate(struct ar_heap *h)
     if (pools != h->pools)
         heap_broken(h, 0, NULL, "the pool count is not the pools on the lists");
     for (unsigned m = 1; m < AR_NMAP; m++) {
-        void **t = cache_top(h, m);
-        if (*h->end[m] != NULL || t > h->end[m] || t < h->room[m] ||
+        ar_slot *t = cache_top(h, m);
+        if (slot_get(h->end[m]) != NULL || t > h->end[m] || t < h->room[m] ||
             (h->room[m] != h->end[m] && h->room[m] != h->end[m] - h->cap[m]))
             heap_broken(h, m - 1, NULL, "the thread cache's bounds are broken");
         for (; t < h->end[m]; t++) {
-            struct ar_arena *a = ar_registry_arena(*t);
-            if (h->user ? a == NULL || ar_pool_of(a, *t)->cls != m - 1 ||
-                              atomic_load_explicit(&ar_pool_of(a, *t)->owner, AR_RELAXED) != h
-                        : ar_registry_map(*t) != m)
+            void *b = slot_get(t);
+            struct ar_arena *a = ar_registry_arena(b);
+            if (h->user ? a == NULL || ar_pool_of(a, b)->cls != m - 1 ||
+                              atomic_load_explicit(&ar_pool_of(a, b)->owner, AR_RELAXED) != h
+                        : ar_registry_map(b) != m)
                 heap_broken(h, m - 1, NULL, "a cached block is not of the cache's class");
         }
     }

@@ -48,6 +48,11 @@
  * no instruction. */
 #define ar_reload(x) __asm__("" : "+r"(x))
 
+/* A thread-cache slot.  Only the owner writes it; the census reads other
+ * threads' slots, so they are relaxed atomics (plain moves on x86-64 and
+ * arm64: no cost on the fast paths). */
+typedef _Atomic(void *) ar_slot;
+
 #define AR_QUANTUM_SHIFT 4
 #define AR_QUANTUM (1u << AR_QUANTUM_SHIFT)          /* 16 */
 #define AR_SMALL_MAX ARENA_SMALL_MAX                  /* 512 */
@@ -315,6 +320,9 @@ static inline struct ar_arena *ar_registry_arena(const void *p)
 
 AR_HIDDEN int ar_registry_set_arena(uintptr_t base, struct ar_arena *a); /* global lock */
 AR_HIDDEN void ar_registry_set_map(const struct ar_pool *p, unsigned m);
+/* Every registered arena header in address order (a huge block's once);
+ * the caller holds the global lock. */
+AR_HIDDEN void ar_registry_walk(void (*fn)(struct ar_arena *a, void *arg), void *arg);
 
 /* ======================================================================
  * arena.c
@@ -364,14 +372,38 @@ AR_HIDDEN bool ar_destroyed_contains(const void *p);        /* checked build */
 struct arena_heap_stats;
 AR_HIDDEN void ar_arenas_owner_stats(struct ar_arenas *s, const struct ar_heap *owner,
                                      struct arena_heap_stats *st);
-AR_HIDDEN void ar_arenas_count(struct ar_arenas *s, struct arena_stats *st); /* lock held */
+/* What a stats snapshot gathers: the totals and the classes together, so
+ * that they add up. */
+struct ar_counts {
+    struct arena_stats st;
+    struct arena_class_stats cls[AR_NCLASS];
+};
+AR_HIDDEN void ar_arenas_count(struct ar_arenas *s, struct ar_counts *k); /* lock held */
 AR_HIDDEN void ar_arenas_validate(struct ar_arenas *s);                     /* lock held */
 
 AR_HIDDEN int ar_arena_start(void);     /* first use: pick the backend      */
 AR_HIDDEN const char *ar_arena_backend_name(void);
 AR_HIDDEN void ar_arena_validate_cache(void);                   /* global lock  */
 AR_HIDDEN void ar_arena_cache_trim(bool all, bool idle_only);   /* global cache */
-AR_HIDDEN void ar_arena_counts(struct arena_stats *st);         /* global lock  */
+AR_HIDDEN void ar_arena_counts(struct ar_counts *k);            /* global lock  */
+
+/* A census: every arena in address order with its pools, as they are at
+ * one moment (taken under the global lock and each set's lock in turn). */
+enum { AR_CENSUS_FREE_DIRTY = 16, AR_CENSUS_FREE_PURGED, AR_CENSUS_HUGE };
+struct ar_census_pool {
+    const struct ar_heap *owner;
+    uint32_t live;                      /* handed out (caches included)     */
+    uint32_t bytes;                     /* block size, or a large block's   */
+    uint8_t state;                      /* AR_POOL_* or AR_CENSUS_*          */
+    uint8_t cls;
+};
+struct ar_census_arena {
+    uintptr_t base;
+    struct ar_census_pool pool[AR_POOLS];
+};
+/* Fills up to max arenas; returns how many there are (more than max: call
+ * again with room for them). */
+AR_HIDDEN size_t ar_census(struct ar_census_arena *out, size_t max);
 AR_HIDDEN uint64_t ar_arena_bytes_given_back(void);
 
 /* ======================================================================
@@ -384,7 +416,8 @@ AR_HIDDEN void ar_pool_drop_current(struct ar_pool *p);
 AR_HIDDEN void ar_pool_make_used(struct ar_pool *p);
 AR_HIDDEN void ar_pool_make_full(struct ar_pool *p);
 AR_HIDDEN void ar_pool_unfull(struct ar_pool *p);
-AR_HIDDEN unsigned ar_pool_take(struct ar_pool *p, void **out, unsigned max);
+struct ar_pool;
+AR_HIDDEN unsigned ar_pool_take(struct ar_pool *p, ar_slot *end, unsigned max);
 AR_HIDDEN void *ar_pool_take_one(struct ar_pool *p);
 AR_HIDDEN uint32_t ar_pool_push_local(struct ar_pool *p, void *b);
 AR_HIDDEN bool ar_pool_push_remote(struct ar_pool *p, void *b);
@@ -425,9 +458,9 @@ enum { AR_HEAP_LIVE, AR_HEAP_DEAD, AR_HEAP_ADOPTING, AR_HEAP_LOST, AR_HEAP_DESTR
 #define AR_NMAP (AR_NCLASS + 1)
 
 struct ar_heap {
-    _Atomic(void **) top[AR_NMAP];      /* owner writes, stats read         */
-    void **room[AR_NMAP];               /* push stops here                  */
-    void **end[AR_NMAP];                /* the NULL slot (fixed)            */
+    _Atomic(ar_slot *) top[AR_NMAP];    /* owner writes, stats read         */
+    ar_slot *room[AR_NMAP];             /* push stops here                  */
+    ar_slot *end[AR_NMAP];              /* the NULL slot (fixed)            */
     uint16_t cap[AR_NMAP];              /* entries when on                  */
     /* Owner only below this point, except where noted. */
     struct ar_pool *lists[AR_NCLASS];   /* head: the current pool           */
@@ -464,7 +497,11 @@ AR_HIDDEN void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *p
 AR_HIDDEN void ar_heap_release(struct ar_heap *h);
 AR_HIDDEN void ar_heaps_give_back(void);
 AR_HIDDEN void ar_heaps_purge_idle(void);
-AR_HIDDEN void ar_heaps_stats(struct arena_stats *st);   /* global lock held */
+AR_HIDDEN void ar_heaps_stats(struct ar_counts *k);      /* global lock held */
+/* Every block in every thread cache (relaxed reads: a moment old while the
+ * owners work), for the census. */
+AR_HIDDEN void ar_heaps_cached(void (*fn)(void *block, void *arg), void *arg);
+AR_HIDDEN bool ar_heap_is_dead(const struct ar_heap *h);
 AR_HIDDEN void ar_heap_validate(struct ar_heap *h);
 AR_HIDDEN void ar_heap_start(void);
 AR_HIDDEN struct ar_heap *ar_heap_new_user(void);
@@ -476,8 +513,8 @@ AR_HIDDEN void ar_heap_user_stats(struct ar_heap *h, struct arena_heap_stats *st
  * a user heap's allocation).  ar_reload(m): see above. */
 static inline void *ar_cache_pop(struct ar_heap *h, size_t m)
 {
-    void **t = atomic_load_explicit(&h->top[m], AR_RELAXED);
-    void *b = *t;
+    ar_slot *t = atomic_load_explicit(&h->top[m], AR_RELAXED);
+    void *b = atomic_load_explicit(t, AR_RELAXED);
     if (ar_likely(b != NULL)) {
         ar_reload(m);
         atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);

@@ -170,7 +170,7 @@ void ar_pool_unfull(struct ar_pool *p)
  * from its end): the local list first, then remote frees, then carving.
  * Carved blocks are laid out so that the lowest address is popped first.
  * Returns how many; `used` grows by as many. */
-unsigned ar_pool_take(struct ar_pool *p, void **end, unsigned max)
+unsigned ar_pool_take(struct ar_pool *p, ar_slot *end, unsigned max)
 {
     unsigned n = 0;
     while (n < max) {
@@ -180,7 +180,7 @@ unsigned ar_pool_take(struct ar_pool *p, void **end, unsigned max)
             if (ar_unlikely(next == b))
                 corrupted(p, b, next, "local, a cycle: a block freed twice?");
             p->free = next;
-            end[-(int)++n] = b;
+            atomic_store_explicit(&end[-(int)++n], b, AR_RELAXED);
             continue;
         }
         if (atomic_load_explicit(&p->remote, AR_RELAXED) != 0 && ar_pool_collect(p) > 0)
@@ -192,10 +192,10 @@ unsigned ar_pool_take(struct ar_pool *p, void **end, unsigned max)
             k = max - n;
         size_t size = ar_class_size(p->cls);
         char *first = ar_pool_base(p) + (size_t)p->carved * size;
-        void **slot = end - (n + k);
+        ar_slot *slot = end - (n + k);
         for (unsigned i = 0; i < k; i++) {
             ar_on_carve(first + i * size, size);
-            slot[i] = first + i * size;
+            atomic_store_explicit(&slot[i], first + i * size, AR_RELAXED);
         }
         p->carved = (uint16_t)(p->carved + k);
         n += k;
@@ -207,8 +207,8 @@ unsigned ar_pool_take(struct ar_pool *p, void **end, unsigned max)
 /* One block, or NULL if the pool has none left. */
 void *ar_pool_take_one(struct ar_pool *p)
 {
-    void *b;
-    return ar_pool_take(p, &b + 1, 1) == 1 ? b : NULL;
+    ar_slot b;
+    return ar_pool_take(p, &b + 1, 1) == 1 ? atomic_load_explicit(&b, AR_RELAXED) : NULL;
 }
 
 /* ---- blocks back ---------------------------------------------------------- */

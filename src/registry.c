@@ -74,3 +74,19 @@ void ar_registry_set_map(const struct ar_pool *p, unsigned m)
     atomic_store_explicit(&leaf->map[(a >> AR_POOL_SHIFT) & (AR_REG_LEAF_POOLS - 1)],
                           (uint8_t)m, memory_order_release);
 }
+
+void ar_registry_walk(void (*fn)(struct ar_arena *a, void *arg), void *arg)
+{
+    for (uintptr_t i = 0; i < AR_REG_TOP; i++) {
+        struct ar_reg_leaf *leaf = ar_reg_leaf_of(i << AR_REG_LEAF_SHIFT);
+        if (leaf == &zero_leaf)
+            continue;
+        struct ar_arena *last = NULL;
+        for (uintptr_t j = 0; j < AR_REG_LEAF_ARENAS; j++) {
+            struct ar_arena *a = atomic_load_explicit(&leaf->arena[j], memory_order_acquire);
+            if (a != NULL && a != last)
+                fn(a, arg);
+            last = a;               /* a huge block spans several entries */
+        }
+    }
+}

@@ -100,6 +100,7 @@ static void child_every_size(void *arg)
         arena_free(large2[i]);
     }
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);
@@ -156,6 +157,7 @@ static void child_null(void *arg)
     CHECK_EQ(arena_usable_size(NULL), 0);
     arena_free(p);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
 }
@@ -270,6 +272,7 @@ static void child_calloc_overflow(void *arg)
     check_zero(p, 16, 4, 4);
     arena_free(p);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);
@@ -394,6 +397,7 @@ static void child_realloc(void *arg)
     arena_free(r3);
 
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);
@@ -420,6 +424,7 @@ static void child_set_backend(void *arg)
     CHECK_EQ(arena_set_backend("mmap"), EBUSY);
     CHECK_EQ(arena_set_backend("brk"), EBUSY);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK(st.backend != NULL);
     CHECKF(strcmp(st.backend, name) == 0, "stats backend is \"%s\", "

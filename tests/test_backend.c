@@ -67,6 +67,7 @@ static void tcache_default(void)
 static void check_stats_match_fake(void)
 {
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_reserved, fake.reserves);
     CHECK_EQ(st.arenas_released, fake.releases);
@@ -197,6 +198,7 @@ static void child_arena_cache(void *arg)
                 b[i] = NULL;
                 size_t live = arenas_with_blocks(b, N);
                 struct arena_stats st;
+                st.size = sizeof st;
                 arena_get_stats(&st);
                 CHECKF(st.arenas_empty <= 1, "round %d: %llu empty arenas "
                        "kept with ARENA_ARENA_CACHE=1", round,
@@ -212,6 +214,7 @@ static void child_arena_cache(void *arg)
                "nothing live", round, fake_live_regions());
         /* ... and the cache is used: two arenas emptied, one is kept. */
         struct arena_stats st;
+        st.size = sizeof st;
         arena_get_stats(&st);
         CHECKF(st.arenas_empty == 1, "round %d: %llu empty arenas kept with "
                "ARENA_ARENA_CACHE=1 after emptying several", round,
@@ -334,6 +337,7 @@ static void child_reserve_failure(void *arg)
     arena_free(big2);
     arena_free(big3);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);
@@ -502,6 +506,7 @@ static void child_purge_eager(void *arg)
     CHECKF(npurged + 2 >= emptied, "only %zu of %zu emptied pools purged",
            npurged, emptied);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.pools_free_dirty, 0);
     CHECK_GE(st.pools_purged, npurged);
@@ -554,6 +559,7 @@ static void child_purge_off(void *arg)
     free_all_but_one(&w, 3, 2);
     CHECK_EQ(fake.purges, 0);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_GE(st.pools_free_dirty, D_POOLS64 + D_POOLS256 - 3);
     check_stats_match_fake();
@@ -562,6 +568,7 @@ static void child_purge_off(void *arg)
     CHECK_GT(fake.purges, 0);
     check_new_purges(&w);
     CHECK_EQ(fake_live_regions(), 1);
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.pools_free_dirty, 0);
     CHECK_EQ(st.pools_free_purged, st.pools_free);
@@ -615,6 +622,7 @@ static void child_purge_threshold(void *arg)
         CHECK_PATTERN(b[i], 64, i);
         arena_free(b[i]);
         struct arena_stats st;
+        st.size = sizeof st;
         arena_get_stats(&st);
         CHECKF(st.pools_free_dirty <= LIMIT, "%llu dirty free pools with "
                "ARENA_PURGE=%d", (unsigned long long)st.pools_free_dirty, LIMIT);
@@ -625,6 +633,7 @@ static void child_purge_threshold(void *arg)
     CHECK_GE(max_dirty, LIMIT - 1);
     CHECK_GT(fake.purges, 0);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECKF(fake.purges < st.pools_purged, "%llu purge calls for %llu pools: "
            "contiguous pools are not purged together",
@@ -763,6 +772,7 @@ static void child_release_tcache(void *arg)
         arena_free(all[i]);
     }
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     arena_release();

@@ -42,6 +42,7 @@ struct brk_setup {
 static void check_syscalls_match(void)
 {
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     /* The stats add libarena's metadata calls to the backend's. */
     struct ar_syscalls sc;
@@ -69,6 +70,7 @@ static void setup(struct brk_setup *s)
     }
     s->brk_full = brk_now();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_reserved, N_ARENAS);
     CHECK_EQ(st.arenas_live, N_ARENAS);
@@ -126,6 +128,7 @@ static void child_top_pins(void *arg)
     }
     CHECK(keep < N);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 1);
     CHECK_EQ(st.arenas_released, 0);
@@ -134,6 +137,7 @@ static void child_top_pins(void *arg)
     /* Even asking for it gives no arena back: the break cannot move down
      * past a live block. */
     arena_release();
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_released, 0);
     CHECK_EQ(st.arenas_live, N_ARENAS);
@@ -149,6 +153,7 @@ static void child_top_pins(void *arg)
         CHECK(s.b[i] != NULL);
         test_fill(s.b[i], 64, i + 1);
     }
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_reserved, N_ARENAS);
     CHECK_EQ(brk_now(), s.brk_full);
@@ -159,6 +164,7 @@ static void child_top_pins(void *arg)
         arena_free(s.b[i]);
     }
     arena_release();
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_released, 0);
 
@@ -167,6 +173,7 @@ static void child_top_pins(void *arg)
     CHECK_PATTERN(s.b[keep], 64, keep);
     arena_free(s.b[keep]);
     arena_release();
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.arenas_released, N_ARENAS);
@@ -204,6 +211,7 @@ static void child_bottom_pins(void *arg)
     }
     arena_release();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 1);
     CHECK_EQ(st.arenas_released, N_ARENAS - 1);
@@ -222,6 +230,7 @@ static void child_bottom_pins(void *arg)
         CHECK(more[i] != NULL);
         test_fill(more[i], 64, 50000 + i);
     }
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_GE(st.arenas_reserved, N_ARENAS + 1);
     CHECK_GT(brk_now(), end);
@@ -231,6 +240,7 @@ static void child_bottom_pins(void *arg)
     }
     arena_free(s.b[keep]);
     arena_release();
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.arenas_live, 0);
     CHECK_LE(brk_now(), bottom);
@@ -259,6 +269,7 @@ static void child_foreign_brk(void *arg)
     }
     arena_release();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     /* The foreign page is still there and untouched. */

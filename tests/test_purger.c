@@ -140,6 +140,7 @@ static uint64_t wait_given_back(const char *what)
     uint64_t t0 = now_ms();
     struct arena_stats st;
     for (;;) {
+        st.size = sizeof st;
         arena_get_stats(&st);
         if (st.pools_free_dirty == 0 && st.arenas_empty <= 1)
             return now_ms() - t0;
@@ -158,6 +159,7 @@ static void child_gives_back(void *arg)
     install();
     burst();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     uint64_t purges0 = fake.purges, releases0 = fake.releases;
     child_note("gives_back: after the burst, before the purger: %" PRIu64 " dirty free pools, "
@@ -175,6 +177,7 @@ static void child_gives_back(void *arg)
     uint64_t took = wait_given_back("gives_back");
     arena_purger_stop();
     EXPECT_THREADS(threads0);
+    st.size = sizeof st;
     arena_get_stats(&st);
     child_note("gives_back: the purger (50 ms) gave back in %" PRIu64 " ms: %" PRIu64
                " purge calls, %" PRIu64 " releases; now %" PRIu64 " dirty, %" PRIu64

@@ -86,6 +86,7 @@ static void check_counts(const struct slot *slots)
         large += slots[i].kind == KIND_LARGE;
     }
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live + st.large_live, live);
     CHECK_GE(st.blocks_live, small);
@@ -181,6 +182,7 @@ static void child_random(void *arg)
         slots[i].p = NULL;
     }
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);
@@ -191,6 +193,7 @@ static void child_random(void *arg)
      * arena_release() hands them back, then no pool holds a block. */
     uint64_t held = st.arenas_live;
     size_t given = arena_release();
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_cached, 0);
     CHECK_EQ(st.pools_used + st.pools_full + st.pools_empty, 0);

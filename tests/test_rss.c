@@ -96,6 +96,7 @@ static void child_mmap_burst(void *arg)
     CHECK_GE(b.peak - b.before, BURST_BYTES * 9 / 10);   /* it really was resident */
     CHECK_LE(b.after, b.before + 4 * MIB);               /* and came back at once */
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_GE(st.arenas_released, st.arenas_reserved - 4);
     CHECK_GE(st.calls_munmap, st.arenas_released);
@@ -114,6 +115,7 @@ static void child_mmap_survivors(void *arg)
      * budget (1 MiB) and the thread cache on top: at most 10% + 2 MiB. */
     CHECK_LE(b.after - b.before, grown / 10 + 2 * MIB);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_GT(st.calls_madvise, 0);
     CHECK_GT(st.pools_purged, 0);
@@ -137,6 +139,7 @@ static void child_brk_top_pins(void *arg)
     CHECK_GE(grown, BURST_BYTES * 9 / 10);
     CHECK_GE(b.after - b.before, grown * 9 / 10);       /* nearly all of it stays */
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.calls_madvise, 0);                       /* brk never purges by itself */
 }

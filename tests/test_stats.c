@@ -35,7 +35,8 @@ static void check_identities(const struct arena_stats *s, const char *when)
            " below mapped %" PRIu64, when, s->bytes_mapped_peak, s->bytes_mapped);
     CHECKF(s->pools_total == s->arenas_live * 64, "%s: pools_total %" PRIu64
            " for %" PRIu64 " arenas", when, s->pools_total, s->arenas_live);
-    CHECKF(s->pools_total == s->pools_used + s->pools_full + s->pools_empty + s->pools_free,
+    CHECKF(s->pools_total == s->pools_used + s->pools_full + s->pools_empty + s->pools_large +
+                               s->pools_free,
            "%s: pools total %" PRIu64 " != used %" PRIu64 " + full %" PRIu64
            " + empty %" PRIu64 " + free %" PRIu64, when, s->pools_total,
            s->pools_used, s->pools_full, s->pools_empty, s->pools_free);
@@ -80,7 +81,7 @@ static void check_identities(const struct arena_stats *s, const char *when)
 
 struct report {
     int have_pools, have_total, have_arenas;
-    uint64_t pools_total, pools_used, pools_full, pools_empty, pools_free;
+    uint64_t pools_total, pools_used, pools_full, pools_empty, pools_large, pools_free;
     uint64_t pools_dirty, pools_purged;
     uint64_t arenas_reserved, arenas_released, arenas_live, arenas_empty;
     uint64_t class_blocks[ARENA_NUM_CLASSES];
@@ -94,14 +95,15 @@ static void parse_report(char *text, struct report *r)
     memset(r, 0, sizeof *r);
     int in_table = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        uint64_t a, b, c, d, e, f, g;
+        uint64_t a, b, c, d, e, f, g, l;
         if (sscanf(line, " pools total %" SCNu64 " = used %" SCNu64 " + full %"
-                   SCNu64 " + empty %" SCNu64 " + free %" SCNu64 " (free: dirty %"
-                   SCNu64 " + purged %" SCNu64, &a, &b, &c, &d, &e, &f, &g) == 7) {
+                   SCNu64 " + empty %" SCNu64 " + large %" SCNu64 " + free %" SCNu64
+                   " (free: dirty %" SCNu64 " + purged %" SCNu64,
+                   &a, &b, &c, &d, &l, &e, &f, &g) == 8) {
             r->have_pools = 1;
             r->pools_total = a; r->pools_used = b; r->pools_full = c;
-            r->pools_empty = d; r->pools_free = e; r->pools_dirty = f;
-            r->pools_purged = g;
+            r->pools_empty = d; r->pools_large = l; r->pools_free = e;
+            r->pools_dirty = f; r->pools_purged = g;
             continue;
         }
         if (sscanf(line, " arenas reserved %" SCNu64 " released %" SCNu64
@@ -112,8 +114,8 @@ static void parse_report(char *text, struct report *r)
             continue;
         }
         char word[16];
-        if (sscanf(line, " %15s", word) == 1 && strcmp(word, "class") == 0) {
-            in_table = 1;
+        if (sscanf(line, " %15s", word) == 1 && strcmp(word, "class") == 0 && !r->have_total) {
+            in_table = 1;               /* the class table, not the fragmentation one */
             continue;
         }
         if (!in_table)
@@ -159,10 +161,11 @@ static void check_report(const struct arena_stats *s, const char *when)
     CHECKF(r.have_total, "%s: report has no class table total line", when);
     CHECKF(r.have_arenas, "%s: report has no arenas line", when);
     /* The report adds up ... */
-    CHECKF(r.pools_total == r.pools_used + r.pools_full + r.pools_empty + r.pools_free,
+    CHECKF(r.pools_total == r.pools_used + r.pools_full + r.pools_empty + r.pools_large +
+                                r.pools_free,
            "%s: report: pools %" PRIu64 " != %" PRIu64 " + %" PRIu64 " + %"
-           PRIu64 " + %" PRIu64, when, r.pools_total, r.pools_used, r.pools_full,
-           r.pools_empty, r.pools_free);
+           PRIu64 " + %" PRIu64 " + %" PRIu64, when, r.pools_total, r.pools_used, r.pools_full,
+           r.pools_empty, r.pools_large, r.pools_free);
     CHECK_EQ(r.pools_free, r.pools_dirty + r.pools_purged);
     CHECK_EQ(r.pools_total, r.arenas_live * 64);
     CHECK_EQ(r.arenas_live, r.arenas_reserved - r.arenas_released);
@@ -219,6 +222,7 @@ static void model_del(struct model *m, size_t i)
 static void check_against_model(const struct model *m, const char *when)
 {
     struct arena_stats s;
+    s.size = sizeof s;
     arena_get_stats(&s);
     check_identities(&s, when);
     for (unsigned c = 0; c < ARENA_NUM_CLASSES; c++)
@@ -252,6 +256,7 @@ static void child_stats(void *arg)
     }
     check_against_model(&m, "after filling");
     struct arena_stats s;
+    s.size = sizeof s;
     arena_get_stats(&s);
     CHECK_GE(s.arenas_reserved, 1);
     CHECK_GT(s.pools_used + s.pools_full, 0);
@@ -286,12 +291,14 @@ static void child_stats(void *arg)
         }
     }
     check_against_model(&m, "after freeing most");
+    s.size = sizeof s;
     arena_get_stats(&s);
     CHECK_GE(s.bytes_mapped_peak, peak);
 
     /* Phase 3: arena_release, then refill a little. */
     arena_release();
     check_against_model(&m, "after arena_release");
+    s.size = sizeof s;
     arena_get_stats(&s);
     CHECK_EQ(s.pools_free_dirty, 0);
     CHECK_EQ(s.pools_empty, 0);
@@ -312,11 +319,13 @@ static void child_stats(void *arg)
         }
     }
     check_against_model(&m, "after freeing all");
+    s.size = sizeof s;
     arena_get_stats(&s);
     CHECK_EQ(s.blocks_live, 0);
     CHECK_EQ(s.bytes_live, 0);
     arena_release();
     check_against_model(&m, "after the final arena_release");
+    s.size = sizeof s;
     arena_get_stats(&s);
     /* The thread cache was handed back: no pool holds a block. */
     CHECK_EQ(s.blocks_cached, 0);
@@ -366,7 +375,7 @@ static void test_parser_catches_mismatch(void **state)
     static const char *bad_report =
         "libarena stats (backend mmap)\n"
         "arenas   reserved 2  released 0  live 2  (empty 0)\n"
-        "pools    total 128 = used 3 + full 1 + empty 0 + free 124  (free: dirty 4 + purged 120)\n"
+        "pools    total 128 = used 3 + full 1 + empty 0 + large 0 + free 124  (free: dirty 4 + purged 120)\n"
         "class      size       blocks          bytes\n"
         "0            16           10            160\n"
         "3            64            5            320\n"

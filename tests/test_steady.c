@@ -77,6 +77,7 @@ static uint64_t backend_calls(void)
 static void check_stats_match_fake(const char *when)
 {
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECKF(st.arenas_reserved == fake.reserves && st.arenas_released == fake.releases &&
                st.arenas_live == fake_live_regions() && st.bytes_purged == fake.purged_bytes,
@@ -84,13 +85,15 @@ static void check_stats_match_fake(const char *when)
            " bytes purged; the backend saw %" PRIu64 ", %" PRIu64 ", %zu, %" PRIu64,
            when, st.arenas_reserved, st.arenas_released, st.arenas_live, st.bytes_purged,
            fake.reserves, fake.releases, fake_live_regions(), fake.purged_bytes);
-    CHECK(st.pools_total == st.pools_used + st.pools_full + st.pools_empty + st.pools_free);
+    CHECK(st.pools_total == st.pools_used + st.pools_full + st.pools_empty + st.pools_large +
+                             st.pools_free);
     CHECK(st.pools_free == st.pools_free_dirty + st.pools_free_purged);
 }
 
 static uint64_t pools_in_use(void)
 {
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     return st.pools_used + st.pools_full + st.pools_empty;
 }
@@ -146,6 +149,7 @@ static void child_burst(void *arg)
      * its heap's hold; with the thread cache on, blocks in the cache keep
      * theirs). */
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     uint64_t held = st.pools_used + st.pools_full + st.pools_empty;
     child_note("burst (%s): %" PRIu64 " arenas reserved, %" PRIu64 " released, %zu live; "
@@ -271,6 +275,7 @@ static void run_rounds(struct batch *w, const struct rounds_case *rc)
         batch_free(w, r);
         c[r] = counts_now();
         struct arena_stats st;
+        st.size = sizeof st;
         arena_get_stats(&st);
         child_note("  round %u: allocation: %" PRIu64 " reserves; free: %" PRIu64
                    " releases, %" PRIu64 " purges; %zu arenas live, %" PRIu64
@@ -393,6 +398,7 @@ static void child_decay(void *arg)
     heap_hold(&dirty, &learned);
     struct counts c2 = counts_now();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     child_note("  40 periods later: learned %u, %u dirty in the heap, %" PRIu64
                " dirty in all; %" PRIu64 " purges, %" PRIu64 " releases; %zu arenas live, %"
@@ -486,6 +492,7 @@ static void child_churn(void *arg)
         arena_free(p[i]);
     }
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     check_stats_match_fake("after churn");
@@ -530,6 +537,7 @@ static void child_fixed_purge(void *arg)
                 max_heap = dirty;
             if (k % 64 == 0 || k == ROUND_N - 1) {
                 struct arena_stats st;
+                st.size = sizeof st;
                 arena_get_stats(&st);
                 CHECKF(st.pools_free_dirty <= LIMIT, "round %u: %" PRIu64 " dirty free "
                        "pools with ARENA_PURGE=%d", r, st.pools_free_dirty, LIMIT);
@@ -577,6 +585,7 @@ static void child_fixed_cache(void *arg)
             CHECK_PATTERN(b[i], 512, (uint64_t)r << 32 | i);
             arena_free(b[i]);
             struct arena_stats st;
+            st.size = sizeof st;
             arena_get_stats(&st);
             CHECKF(st.arenas_empty <= LIMIT, "round %u: %" PRIu64 " empty arenas held with "
                    "ARENA_ARENA_CACHE=%d", r, st.arenas_empty, LIMIT);

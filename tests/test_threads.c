@@ -200,6 +200,7 @@ static void child_threads(void *arg)
                    NTHREADS, (unsigned long long)ops);
         run_wave(ops, 1000u + (uint64_t)wave);
         struct arena_stats st;
+        st.size = sizeof st;
         arena_get_stats(&st);
         CHECKF(st.blocks_live == 0, "wave %d: %llu small blocks live after all "
                "threads freed everything", wave, (unsigned long long)st.blocks_live);
@@ -214,6 +215,7 @@ static void child_threads(void *arg)
     /* Everything is free, whichever thread owned it: all of it goes back. */
     arena_release();
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECKF(st.arenas_live == 0, "%llu arenas held after arena_release() with "
            "nothing live", (unsigned long long)st.arenas_live);
@@ -273,6 +275,7 @@ static void child_fork(void *arg)
                 arena_free(b[i]);
             }
             struct arena_stats st;
+            st.size = sizeof st;
             arena_get_stats(&st);
             (void)st;
             _exit(0);
@@ -286,6 +289,7 @@ static void child_fork(void *arg)
     for (int i = 0; i < CHURNERS; i++)
         CHECK(pthread_join(tid[i], NULL) == 0);
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_EQ(st.blocks_live, 0);
     CHECK_EQ(st.large_live, 0);

@@ -279,6 +279,7 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
 
     if (which != DEMO_GLIBC) {
         struct arena_stats st;
+        st.size = sizeof st;
         arena_get_stats(&st);
         res->have_stats = 1;
         snprintf(res->backend, sizeof res->backend, "%s",

@@ -298,6 +298,7 @@ static void strace_mark(void)
 static void scenario_begin(void)
 {
 #if defined(BENCH_ARENA)
+    stats_before.size = sizeof stats_before;
     arena_get_stats(&stats_before);
 #endif
     strace_mark();
@@ -309,6 +310,7 @@ static void scenario_end(void)
     strace_mark();
 #if defined(BENCH_ARENA)
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     result("calls_mmap", (double)(st.calls_mmap - stats_before.calls_mmap), "calls");
     result("calls_munmap", (double)(st.calls_munmap - stats_before.calls_munmap), "calls");

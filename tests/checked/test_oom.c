@@ -141,6 +141,7 @@ static void child_fake_fail_always(void *arg)
     arena_free(big);
 
     struct arena_stats st;
+    st.size = sizeof st;
     arena_get_stats(&st);
     CHECK_GE(st.reserve_failures, 1);
     CHECK_EQ(st.arenas_live, 1);

@@ -29,6 +29,7 @@ static stats_fn get_stats;
 static uint64_t small_live()
 {
     struct arena_stats s;
+    s.size = sizeof s;
     get_stats(&s);
     return s.blocks_live;
 }
@@ -36,6 +37,7 @@ static uint64_t small_live()
 static uint64_t large_live()
 {
     struct arena_stats s;
+    s.size = sizeof s;
     get_stats(&s);
     return s.large_live;
 }

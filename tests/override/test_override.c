@@ -46,6 +46,7 @@ static volatile size_t zero = 0, twenty_four = 24;
 
 static void stats(struct arena_stats *s)
 {
+    s->size = sizeof *s;
     get_stats(s);
 }
 

@@ -81,7 +81,8 @@ void stress_check_identities(const struct arena_stats *s, const char *when)
            s->bytes_mapped_peak, s->bytes_mapped);
     CHECKF(s->pools_total == s->arenas_live * 64, "%s: pools_total %" PRIu64 " for %" PRIu64
            " arenas", when, s->pools_total, s->arenas_live);
-    CHECKF(s->pools_total == s->pools_used + s->pools_full + s->pools_empty + s->pools_free,
+    CHECKF(s->pools_total == s->pools_used + s->pools_full + s->pools_empty + s->pools_large +
+                               s->pools_free,
            "%s: pools total %" PRIu64 " != used %" PRIu64 " + full %" PRIu64 " + empty %" PRIu64
            " + free %" PRIu64, when, s->pools_total, s->pools_used, s->pools_full,
            s->pools_empty, s->pools_free);

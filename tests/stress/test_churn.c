@@ -186,6 +186,7 @@ static void run_churn(void *arg)
     uint64_t step = n / 10 ? n / 10 : 1;
     uint64_t peak_heaps = 0;
     struct arena_stats prev, s;
+    prev.size = sizeof prev;
     arena_get_stats(&prev);
     for (uint64_t i = 0; i < n; i++) {
         unsigned slot = (unsigned)(i % WINDOW);
@@ -193,6 +194,7 @@ static void run_churn(void *arg)
             stress_thread_join(tid[slot]);
         ts[i].id = (unsigned)i;
         stress_thread_start(&tid[slot], short_main, &ts[i]);
+        s.size = sizeof s;
         arena_get_stats(&s);
         stress_check_identities(&s, "during churn");
         stress_check_monotonic(&prev, &s);
@@ -235,6 +237,7 @@ static void run_churn(void *arg)
     CHECK_EQ(allocs, frees);
     stress_validate();
 
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after churn");
     SCHECK_EQ(s.blocks_live, 0);
@@ -248,6 +251,7 @@ static void run_churn(void *arg)
 
     arena_release();
     stress_validate();
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after arena_release");
     /* No pool is still held for a thread that is gone. */

@@ -140,6 +140,7 @@ static void child_body(unsigned round)
     struct arena_stats s0, s1, s2;
     /* The arena sets were locked across fork(): consistent here. */
     stress_validate();
+    s0.size = sizeof s0;
     arena_get_stats(&s0);
     stress_check_identities(&s0, "child, after fork");
     /* Only the forking thread exists here; the workers' heaps are gone. */
@@ -163,6 +164,7 @@ static void child_body(unsigned round)
         else
             large++;
     }
+    s1.size = sizeof s1;
     arena_get_stats(&s1);
     stress_check_identities(&s1, "child, after allocating");
     SCHECK_EQ(s1.blocks_live - s0.blocks_live, small);
@@ -182,6 +184,7 @@ static void child_body(unsigned round)
         }
     for (unsigned i = 0; i < CHILD_K; i++)
         blk_verify(mine[i]);
+    s2.size = sizeof s2;
     arena_get_stats(&s2);
     stress_check_identities(&s2, "child, after the orphan frees");
     SCHECK_LE(s2.blocks_live, s1.blocks_live);
@@ -204,6 +207,7 @@ static void child_body(unsigned round)
         }
         for (unsigned t = 0; t < 2; t++)
             stress_thread_join(tid[t]);
+        s1.size = sizeof s1;
         arena_get_stats(&s1);
         SCHECK_EQ(s1.heaps_live, 1);
         SCHECK_EQ(s1.heaps_abandoned, NWORKERS + 2);
@@ -217,10 +221,12 @@ static void child_body(unsigned round)
     for (unsigned i = 0; i < CHILD_K; i++)
         blk_free(mine[i]);
     stress_validate();
+    s1.size = sizeof s1;
     arena_get_stats(&s1);
     stress_check_identities(&s1, "child, at the end");
     SCHECK_EQ(s1.blocks_live, s2.blocks_live - small);
     arena_release();
+    s1.size = sizeof s1;
     arena_get_stats(&s1);
     stress_check_identities(&s1, "child, after arena_release");
 }
@@ -321,6 +327,7 @@ static void run_fork(void *arg)
     pthread_barrier_destroy(&finished);
 
     struct arena_stats s;
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "parent, at the end");
     SCHECK_EQ(s.blocks_live, 0);
@@ -328,6 +335,7 @@ static void run_fork(void *arg)
     SCHECK_EQ(s.heaps_live, 1);
     SCHECK_EQ(s.heaps_abandoned, NWORKERS);
     arena_release();
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "parent, after arena_release");
     SCHECK_EQ(s.pools_used + s.pools_full + s.pools_empty, 0);

@@ -133,9 +133,11 @@ static void run_stats(void *arg)
     }
 
     struct arena_stats prev, s;
+    prev.size = sizeof prev;
     arena_get_stats(&prev);
     uint64_t snapshots = 0, max_arenas = 0, max_live = 0, releases = 0;
     while (atomic_load(&running) > 0) {
+        s.size = sizeof s;
         arena_get_stats(&s);
         stress_check_identities(&s, "while threads allocate");
         stress_check_monotonic(&prev, &s);
@@ -170,6 +172,7 @@ static void run_stats(void *arg)
     CHECK_GT(snapshots, 0);
     stress_validate();
 
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after join");
     stress_check_monotonic(&prev, &s);
@@ -179,6 +182,7 @@ static void run_stats(void *arg)
     SCHECK_EQ(s.heaps_abandoned, NWORKERS);
     SCHECK_EQ(s.pools_used + s.pools_full + s.pools_empty, 0);
     arena_release();
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after arena_release");
     SCHECK_EQ(s.arenas_live, 0);

@@ -268,6 +268,7 @@ static void run_stress(void *arg)
     stress_validate();
 
     struct arena_stats s;
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after join");
     SCHECK_EQ(s.blocks_live, 0);
@@ -280,6 +281,7 @@ static void run_stress(void *arg)
 
     size_t released = arena_release();
     stress_validate();
+    s.size = sizeof s;
     arena_get_stats(&s);
     stress_check_identities(&s, "after arena_release");
     SCHECK_EQ(s.blocks_live, 0);

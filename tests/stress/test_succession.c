@@ -29,7 +29,7 @@
  *
  *   SUCC_STEPS=n       churn steps per thread in no_global_lock
  *                      (default 400,000, less under sanitizers/valgrind)
- *   SUCC_GENERATIONS=n generations in larson (default 40)
+ *   SUCC_GENERATIONS=n generations in larson (default 90)
  *   SUCC_ROUNDS=n      replacements per thread and generation in larson
  *                      (default 20,000, less under sanitizers/valgrind)
  *   SUCC_CHURN_ROUNDS=n rounds of the pool-churning thread in
@@ -65,6 +65,7 @@ static void install_fake(void)
 static struct arena_stats stats(void)
 {
     struct arena_stats s;
+    s.size = sizeof s;
     arena_get_stats(&s);
     return s;
 }
@@ -400,7 +401,7 @@ static void *first_main(void *arg)
 static void child_larson(void *arg)
 {
     (void)arg;
-    unsigned gens = (unsigned)test_env_u64("SUCC_GENERATIONS", 40);
+    unsigned gens = (unsigned)test_env_u64("SUCC_GENERATIONS", 90);
     uint64_t rounds = stress_count("SUCC_ROUNDS", 20000, 10, 4);
     static struct blk slots[L_THREADS][L_SLOTS];
     static struct heir heirs[L_THREADS];
@@ -423,9 +424,9 @@ static void child_larson(void *arg)
         SCHECK_EQ(s.blocks_live, L_THREADS * L_SLOTS);
         SCHECK_EQ(s.heaps_live, 0);
         SCHECK_EQ(s.heaps_abandoned, (uint64_t)(g + 1) * L_THREADS);
-        if (g >= gens / 4 && g < gens / 2 && s.arenas_live > early_max)
+        if (g >= gens / 3 && g < 2 * gens / 3 && s.arenas_live > early_max)
             early_max = s.arenas_live;
-        if (g > gens / 2 && s.arenas_live > late_max)
+        if (g >= 2 * gens / 3 && s.arenas_live > late_max)
             late_max = s.arenas_live;
         if (g == 1 || g % 10 == 0 || g == gens)
             child_note("  generation %u: %" PRIu64 " arenas live (%" PRIu64 " empty); pools: %"
@@ -446,8 +447,8 @@ static void child_larson(void *arg)
     }
     struct arena_stats s = stats();
     child_note("larson: %u generations of %d threads, %" PRIu64 " replacements each: at most %"
-               PRIu64 " arenas live in the second quarter of the generations, %" PRIu64
-               " in the second half",
+               PRIu64 " arenas live in the middle third of the generations, %" PRIu64
+               " in the last third",
                gens, L_THREADS, rounds, early_max, late_max);
     /* Every new thread took a dead heap instead of making one. */
     SCHECK_GE(s.heaps_reused, (uint64_t)gens * L_THREADS);
@@ -463,9 +464,9 @@ static void child_larson(void *arg)
     ar_validate();
     /* Mapped memory follows the live set, not the number of generations:
      * once the heaps have spread the live set over their pools (the first
-     * quarter), the second half needs no more than the second quarter did,
-     * plus one arena per thread for the pools of classes that drift
-     * between heaps. */
+     * third: about 30 generations here), the last third needs no more than
+     * the middle third did, plus one arena per thread for the pools of
+     * classes that drift between heaps. */
     if (gens >= 8)
         CHECKF(late_max <= early_max + L_THREADS, "arenas live grew from %" PRIu64 " to %"
                PRIu64 " over %u generations (a live set of %d blocks)", early_max, late_max,
