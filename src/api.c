@@ -179,10 +179,6 @@ static AR_NOINLINE void free_slow(void *ptr, size_t m)
          * it (to count its size against the limits). */
         if (ar_meta_contains(ptr))
             ar_fatal("libarena: invalid free of %p: it points into libarena's metadata\n", ptr);
-#if ARENA_CHECKED
-        if (ar_destroyed_contains(ptr))
-            ar_fatal("libarena: free of %p into a destroyed heap\n", ptr);
-#endif
         ar_sys_free(ptr);
         return;
     }

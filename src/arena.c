@@ -364,6 +364,7 @@ static void cache_push(struct ar_arena *a)
 static void cache_remove(struct ar_arena *a)
 {
     a->cached = false;
+    a->destroyed = false;
     if (a->prev)
         a->prev->next = a->next;
     else
@@ -379,10 +380,15 @@ static bool release_arena(struct ar_arena *a)
 {
     const struct ar_backend *b = world.backend;
     ar_on_arena_release((void *)a->base);
-    if (b->release(b->ctx, (void *)a->base, AR_ARENA_SIZE) != 0)
-        return false;
-    cache_remove(a);
+    /* The registry forgets the range before the OS does: once it is
+     * unmapped, the system allocator may get it at once, and a lookup must
+     * not call its blocks ours.  (No block of ours is left in it.) */
     ar_registry_set_arena(a->base, NULL);
+    if (b->release(b->ctx, (void *)a->base, AR_ARENA_SIZE) != 0) {
+        ar_registry_set_arena(a->base, a);
+        return false;
+    }
+    cache_remove(a);
     ar_limit_credit(false, AR_ARENA_SIZE);
     world.released++;
     world.live--;
@@ -831,39 +837,7 @@ void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *own
     return base;
 }
 
-/* Checked build: the address ranges of the last heaps destroyed, so that
- * a free into one is named (ar_lock held to write). */
-#if ARENA_CHECKED
-#define AR_DESTROYED_RANGES 256
-static _Atomic uintptr_t destroyed_lo[AR_DESTROYED_RANGES], destroyed_hi[AR_DESTROYED_RANGES];
-static unsigned destroyed_next;
-
-static void destroyed_record(uintptr_t lo, uintptr_t hi)
-{
-    unsigned i = destroyed_next++ % AR_DESTROYED_RANGES;
-    atomic_store_explicit(&destroyed_hi[i], 0, AR_RELAXED);
-    atomic_store_explicit(&destroyed_lo[i], lo, AR_RELAXED);
-    atomic_store_explicit(&destroyed_hi[i], hi, memory_order_release);
-}
-
-bool ar_destroyed_contains(const void *p)
-{
-    for (unsigned i = 0; i < AR_DESTROYED_RANGES; i++) {
-        uintptr_t hi = atomic_load_explicit(&destroyed_hi[i], memory_order_acquire);
-        if ((uintptr_t)p < hi && (uintptr_t)p >= atomic_load_explicit(&destroyed_lo[i], AR_RELAXED))
-            return true;
-    }
-    return false;
-}
-#else
-#define destroyed_record(lo, hi) ((void)(lo), (void)(hi))
-bool ar_destroyed_contains(const void *p)
-{
-    (void)p;
-    return false;
-}
-#endif
-
+#if !ARENA_CHECKED
 /* Give n contiguous arenas starting at first back to the OS in one call
  * (ar_lock held, none in a set or the cache).  Returns false if the
  * backend keeps them (brk, not at the top): the caller caches them. */
@@ -871,23 +845,39 @@ static bool release_run(struct ar_arena *first, unsigned n)
 {
     const struct ar_backend *b = world.backend;
     size_t bytes = (size_t)n * AR_ARENA_SIZE;
-    ar_on_arena_release((void *)first->base);
-    for (unsigned i = 1; i < n; i++)
-        ar_on_arena_release((void *)(first->base + i * AR_ARENA_SIZE));
-    if (b->release(b->ctx, (void *)first->base, bytes) != 0)
-        return false;
-    destroyed_record(first->base, first->base + bytes);
     uintptr_t base = first->base;
-    for (unsigned i = 0; i < n; i++) {
-        struct ar_arena *a = ar_registry_arena((void *)(base + i * AR_ARENA_SIZE));
-        ar_registry_set_arena(a->base, NULL);
-        desc_release(a);
+    struct ar_arena *run[AR_POOLS];         /* registry first (see release_arena) */
+    unsigned done = 0;
+    while (done < n) {
+        unsigned k = n - done < AR_POOLS ? n - done : AR_POOLS;
+        uintptr_t lo = base + (uintptr_t)done * AR_ARENA_SIZE;
+        for (unsigned i = 0; i < k; i++) {
+            run[i] = ar_registry_arena((void *)(lo + i * AR_ARENA_SIZE));
+            ar_on_arena_release((void *)run[i]->base);
+            ar_registry_set_arena(run[i]->base, NULL);
+        }
+        if (b->release(b->ctx, (void *)lo, (size_t)k * AR_ARENA_SIZE) != 0) {
+            for (unsigned i = 0; i < k; i++)
+                ar_registry_set_arena(run[i]->base, run[i]);
+            if (done == 0)
+                return false;
+            /* part of the run went: the rest stays, cached by the caller's
+             * fallback one arena at a time */
+            for (unsigned i = 0; i < k; i++)
+                cache_push(run[i]);
+            break;
+        }
+        for (unsigned i = 0; i < k; i++)
+            desc_release(run[i]);
+        ar_limit_credit(false, (uint64_t)k * AR_ARENA_SIZE);
+        world.released += k;
+        world.live -= k;
+        done += k;
     }
-    ar_limit_credit(false, bytes);
-    world.released += n;
-    world.live -= n;
+    (void)bytes;
     return true;
 }
+#endif
 
 void ar_arenas_return_huge(struct ar_arena *a)
 {
@@ -907,16 +897,19 @@ void ar_arenas_return_huge(struct ar_arena *a)
     unsigned n = a->huge;
     const struct ar_backend *b = world.backend;
     ar_on_arena_release((void *)a->base);
+    for (unsigned i = 0; i < n; i++)        /* registry first (see release_arena) */
+        ar_registry_set_arena(a->base + (uintptr_t)i * AR_ARENA_SIZE, NULL);
     if (b->release(b->ctx, (void *)a->base, (size_t)n * AR_ARENA_SIZE) == 0) {
-        for (unsigned i = 0; i < n; i++)
-            ar_registry_set_arena(a->base + (uintptr_t)i * AR_ARENA_SIZE, NULL);
         ar_limit_credit(false, (uint64_t)n * AR_ARENA_SIZE);
         world.released += n;
         world.live -= n;
         desc_release(a);
     } else {
         /* brk below the top: the memory stays ours, unused, and its pages
-         * are purged; the header keeps it mapped so it is never reused. */
+         * are purged; the header keeps it registered so it is never
+         * mistaken for the system allocator's. */
+        for (unsigned i = 0; i < n; i++)
+            ar_registry_set_arena(a->base + (uintptr_t)i * AR_ARENA_SIZE, a);
         if (b->purge != NULL)
             b->purge(b->ctx, (void *)a->base, (size_t)n * AR_ARENA_SIZE);
     }
@@ -961,12 +954,30 @@ void ar_arenas_release_all(struct ar_arenas *s)
                 x->dirty_mask = x->purged_mask = x->young_mask = 0;
                 len++;
             }
+#if ARENA_CHECKED
+            /* The checked build keeps the arenas, purged, in the cache and
+             * marked, so that a free into the destroyed heap is named while
+             * they stay libarena's (the cache gives them back in time). */
+            for (unsigned i = 0; i < len; i++) {
+                struct ar_arena *c =
+                    ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE));
+                if (world.backend->purge != NULL)
+                    world.backend->purge(world.backend->ctx, (void *)c->base, AR_ARENA_SIZE);
+                c->purged_mask = ALL_POOLS;
+                c->destroyed = true;
+                cache_push(c);
+            }
+#else
             if (!release_run(lo, len))
                 for (unsigned i = 0; i < len; i++)     /* brk: cache what stays */
                     cache_push(ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE)));
+#endif
         }
     s->pools_hold = (struct ar_hold){0};
     pthread_mutex_unlock(&s->lock);
+#if ARENA_CHECKED
+    cache_trim(cache_budget(), false);
+#endif
     pthread_mutex_unlock(&ar_lock);
 }
 

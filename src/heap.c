@@ -485,6 +485,8 @@ void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr)
     if (state == AR_POOL_LARGE || state == AR_POOL_TAIL || a->huge)
         ar_fatal("libarena: invalid free of %p: inside a large block of a heap, not its start\n",
                  ptr);
+    if (state == AR_POOL_FREE && a->destroyed)
+        ar_fatal("libarena: free of %p into a destroyed heap\n", ptr);
     if (state == AR_POOL_FREE)
         ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
                  ptr);

@@ -235,6 +235,8 @@ struct ar_arena {
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
     bool cached;                        /* in the global cache (ar_lock)    */
+    bool destroyed;                     /* cached from a destroyed user heap
+                                           (checked build)                   */
     unsigned huge;                      /* a huge block's reservation: its
                                            size in arenas (0: an arena)      */
     bool desc_resident;                 /* released, its descriptor page not
@@ -368,7 +370,6 @@ AR_HIDDEN void ar_arenas_return_run(struct ar_pool *head);            /* any thr
 AR_HIDDEN void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *owner);
 AR_HIDDEN void ar_arenas_return_huge(struct ar_arena *a);             /* any thread */
 AR_HIDDEN void ar_arenas_release_all(struct ar_arenas *s);  /* a destroyed heap */
-AR_HIDDEN bool ar_destroyed_contains(const void *p);        /* checked build */
 struct arena_heap_stats;
 AR_HIDDEN void ar_arenas_owner_stats(struct ar_arenas *s, const struct ar_heap *owner,
                                      struct arena_heap_stats *st);
