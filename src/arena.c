@@ -301,7 +301,10 @@ static void desc_release(struct ar_arena *a)
     world.descs_resident = 0;
 }
 
-static struct ar_arena *arena_new(void)
+/* A new arena, or (n > 1) a reservation of n arenas for one huge block,
+ * with its header: charged against the limits, registered, counted.
+ * ar_lock held.  NULL when the limit, the backend or metadata says no. */
+static struct ar_arena *arena_new(size_t n)
 {
     struct ar_arena *a = world.free_descs;
     if (a != NULL) {
@@ -318,16 +321,21 @@ static struct ar_arena *arena_new(void)
             return NULL;                    /* metadata is exhausted */
     }
     const struct ar_backend *b = world.backend;
-    if (!ar_limit_charge(false, AR_ARENA_SIZE)) {     /* the hard limit */
+    size_t bytes = n * AR_ARENA_SIZE;
+    if (!ar_limit_charge(false, bytes)) {   /* the hard limit */
         desc_release(a);
         return NULL;
     }
-    void *base = b->reserve(b->ctx, AR_ARENA_SIZE, AR_ARENA_SIZE);
-    if (base == NULL || ((uintptr_t)base & (AR_ARENA_SIZE - 1)) != 0 ||
-        ar_registry_set_arena((uintptr_t)base, a) != 0) {
+    void *base = b->reserve(b->ctx, bytes, AR_ARENA_SIZE);
+    bool ok = base != NULL && ((uintptr_t)base & (AR_ARENA_SIZE - 1)) == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, a) == 0;
+    if (!ok) {
+        for (size_t i = 0; base != NULL && i < n; i++)
+            ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, NULL);
         if (base != NULL)
-            b->release(b->ctx, base, AR_ARENA_SIZE);
-        ar_limit_credit(false, AR_ARENA_SIZE);
+            b->release(b->ctx, base, bytes);
+        ar_limit_credit(false, bytes);
         world.failures++;
         desc_release(a);
         return NULL;
@@ -341,8 +349,8 @@ static struct ar_arena *arena_new(void)
     a->base = (uintptr_t)base;
     a->free_mask = ALL_POOLS;
     a->nfree = AR_POOLS;
-    world.reserved++;
-    world.live++;
+    world.reserved += n;
+    world.live += n;
     if (world.live * AR_ARENA_SIZE > world.peak_bytes)
         world.peak_bytes = world.live * AR_ARENA_SIZE;
     return a;
@@ -513,7 +521,7 @@ static bool obtain(struct ar_arenas *s)
         cache_remove(a);
     } else if (!s->user && (a = steal(s)) != NULL) {
         /* attached below, as it is */
-    } else if ((a = arena_new()) != NULL) {
+    } else if ((a = arena_new(1)) != NULL) {
         ar_hold_fresh(&world.hold, 1);
     }
     if (a != NULL) {
@@ -776,54 +784,17 @@ void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *own
         return NULL;
     pthread_mutex_lock(&ar_lock);
     world.locks++;
-    struct ar_arena *a = world.free_descs;
-    if (a != NULL) {
-        world.free_descs = a->next;
-        if (a->desc_resident)
-            world.descs_resident--;
-        else
-            ar_meta_unpurge(a->pools);
-    } else if ((a = ar_meta_alloc(sizeof(*a))) == NULL || (a->pools = ar_meta_page()) == NULL) {
+    struct ar_arena *a = arena_new(n);
+    if (a == NULL) {
         pthread_mutex_unlock(&ar_lock);
         return NULL;
     }
-    const struct ar_backend *b = world.backend;
-    void *base = NULL;
-    if (ar_limit_charge(false, n * AR_ARENA_SIZE)) {
-        base = b->reserve(b->ctx, n * AR_ARENA_SIZE, AR_ARENA_SIZE);
-        bool ok = base != NULL && ((uintptr_t)base & (AR_ARENA_SIZE - 1)) == 0;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, a) == 0;
-        if (!ok) {
-            for (size_t i = 0; base != NULL && i < n; i++)
-                ar_registry_set_arena((uintptr_t)base + i * AR_ARENA_SIZE, NULL);
-            if (base != NULL)
-                b->release(b->ctx, base, n * AR_ARENA_SIZE);
-            ar_limit_credit(false, n * AR_ARENA_SIZE);
-            world.failures++;
-            base = NULL;
-        }
-    }
-    if (base == NULL) {
-        desc_release(a);
-        pthread_mutex_unlock(&ar_lock);
-        return NULL;
-    }
-    struct ar_pool *pools = a->pools;
-    memset(a, 0, sizeof(*a));
-    a->pools = pools;
-    memset(pools, 0, AR_POOLS * sizeof(*pools));
-    for (unsigned i = 0; i < AR_POOLS; i++)
-        pools[i].arena = a;
-    a->base = (uintptr_t)base;
     a->huge = (unsigned)n;
-    pools[0].nblocks = 0;
-    atomic_store_explicit(&pools[0].state, AR_POOL_LARGE, AR_RELAXED);
-    atomic_store_explicit(&pools[0].owner, owner, memory_order_release);
-    world.reserved += n;
-    world.live += n;
-    if (world.live * AR_ARENA_SIZE > world.peak_bytes)
-        world.peak_bytes = world.live * AR_ARENA_SIZE;
+    a->free_mask = 0;
+    a->nfree = 0;
+    a->pools[0].nblocks = 0;
+    atomic_store_explicit(&a->pools[0].state, AR_POOL_LARGE, AR_RELAXED);
+    atomic_store_explicit(&a->pools[0].owner, owner, memory_order_release);
     pthread_mutex_lock(&s->lock);
     atomic_store_explicit(&a->set, s, memory_order_release);
     a->next = s->huge;
@@ -834,7 +805,7 @@ void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *own
     s->huge_arenas += a->huge;
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&ar_lock);
-    return base;
+    return (void *)a->base;
 }
 
 #if !ARENA_CHECKED

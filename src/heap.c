@@ -282,6 +282,17 @@ static inline void cache_set_top(struct ar_heap *h, unsigned m, ar_slot *t)
     atomic_store_explicit(&h->top[m], t, AR_RELAXED);
 }
 
+/* Every stack empty, and off until the heap's first allocation of its
+ * class (what it held, if anything, is forgotten: its blocks are free or
+ * going away with their pools). */
+static void cache_reset(struct ar_heap *h)
+{
+    for (unsigned m = 1; m < AR_NMAP; m++) {
+        cache_set_top(h, m, h->end[m]);
+        h->room[m] = h->end[m];
+    }
+}
+
 /* Blocks of class c a thread cache keeps: ARENA_TCACHE bytes' worth,
  * 4 to 1024 of them, or none. */
 static unsigned cache_cap(unsigned c)
@@ -574,10 +585,7 @@ struct ar_heap *ar_heap_get(void)
     pthread_mutex_unlock(&ar_lock);
     if (h == NULL)
         return NULL;
-    for (unsigned m = 1; m < AR_NMAP; m++) {
-        cache_set_top(h, m, h->end[m]);
-        h->room[m] = h->end[m];         /* off until the first allocation */
-    }
+    cache_reset(h);
     for (unsigned c = 0; c < AR_NCLASS; c++)   /* inherited full pools: look */
         atomic_store_explicit(&h->remote_hint[c], 1, AR_RELAXED);
     /* Set the thread pointer first: pthread_setspecific may allocate, and
@@ -791,10 +799,7 @@ struct ar_heap *ar_heap_new_user(void)
     pthread_mutex_unlock(&ar_lock);
     if (h == NULL)
         return NULL;
-    for (unsigned m = 1; m < AR_NMAP; m++) {
-        cache_set_top(h, m, h->end[m]);
-        h->room[m] = h->end[m];
-    }
+    cache_reset(h);
     for (unsigned c = 0; c < AR_NCLASS; c++)
         atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
     return h;
@@ -815,10 +820,7 @@ void ar_heap_destroy_user(struct ar_heap *h)
         h->lists[c] = h->tails[c] = h->full[c] = NULL;
     }
     h->pools = 0;
-    for (unsigned m = 1; m < AR_NMAP; m++) {
-        cache_set_top(h, m, h->end[m]);
-        h->room[m] = h->end[m];
-    }
+    cache_reset(h);
     ar_arenas_release_all(&h->arenas);
     pthread_mutex_lock(&ar_lock);
     heaps.locks++;
