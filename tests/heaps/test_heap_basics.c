@@ -18,6 +18,10 @@
  *   rss          a heap of 1M objects: resident memory back within 1 MiB
  *                of the level before the heap, right after the destroy
  *                (skipped under sanitizers and valgrind)
+ *   unmapped     the address range of a huge block that was freed (or
+ *                moved by realloc, or destroyed with its heap) can be
+ *                mapped and used by anyone afterwards: under ASan, none
+ *                of it is left poisoned
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -613,6 +617,61 @@ static void test_rss(void **state)
     assert_int_equal(child_run("rss", child_rss, NULL), 0);
 }
 
+/* ---- a huge block's range, after it went back to the OS ------------------ */
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* Map [p, p + n) again, as some other code could, and write all of it. */
+static void map_again_and_write(void *p, size_t n, const char *how)
+{
+    void *q = mmap(p, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                   -1, 0);
+    if (q != MAP_FAILED && q != p) {    /* a kernel that takes the flag as a hint */
+        munmap(q, n);
+        q = MAP_FAILED;
+    }
+    if (q == MAP_FAILED) {
+        child_note("    %s: the range could not be mapped again: not checked", how);
+        return;
+    }
+    memset(q, 0x5a, n);
+    munmap(q, n);
+}
+
+static void child_unmapped(void *arg)
+{
+    (void)arg;
+    size_t n = 3 * ARENA - 1000;
+    struct arena_heap *h = arena_heap_new();
+    CHECK(h != NULL);
+    char *p = arena_heap_alloc(h, n);
+    CHECK(p != NULL);
+    memset(p, 1, n);
+    arena_free(p);
+    map_again_and_write(p, 3 * ARENA, "freed");
+
+    p = arena_heap_alloc(h, n);
+    CHECK(p != NULL);
+    memset(p, 2, n);
+    char *q = arena_heap_realloc(h, p, 100);
+    CHECK(q != NULL && q != p);
+    map_again_and_write(p, 3 * ARENA, "moved by realloc");
+
+    p = arena_heap_alloc(h, n);
+    CHECK(p != NULL);
+    memset(p, 3, n);
+    arena_heap_destroy(h);
+    map_again_and_write(p, 3 * ARENA, "destroyed");
+}
+
+static void test_unmapped(void **state)
+{
+    (void)state;
+    assert_int_equal(child_run("unmapped huge block", child_unmapped, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_remote),
         cmocka_unit_test(test_destroy),
         cmocka_unit_test(test_rss),
+        cmocka_unit_test(test_unmapped),
     };
     return cmocka_run_group_tests_name("heaps", tests, NULL, NULL);
 }
