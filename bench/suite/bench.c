@@ -72,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1390,9 +1391,9 @@ static void run_rounds(void)
 /*             written); then arena_heap_destroy, timed, and RSS      */
 /*             right after it                                         */
 /*   floor     as many bytes as the heap made resident, mapped with   */
-/*             mmap (4 KiB pages: MADV_NOHUGEPAGE, like arenas),      */
-/*             every byte written, then one munmap, timed: what the   */
-/*             kernel needs to give that memory back                  */
+/*             mmap in 4 KiB pages (like arenas: THP off while they   */
+/*             fault in), every byte written, then one munmap, timed: */
+/*             what the kernel needs to give that memory back         */
 /*   heapfree  the same blocks in a new heap, freed one by one with   */
 /*             arena_free; then the emptied heap destroyed (timed     */
 /*             apart: that is when its memory goes back)              */
@@ -1430,19 +1431,24 @@ static void *alloc_plain(size_t n, void *ctx)
     return b_alloc(n);
 }
 
-/* One munmap of `kib` resident KiB; returns its time in ms. */
+/* One munmap of `kib` resident KiB; returns its time in ms.  The pages
+ * are 4 KiB ones whatever the transparent-hugepage setting (THP off for
+ * the process while they are faulted in), like libarena's.  MAP_POPULATE
+ * marks the mapping as the harness's for run.sh's strace count. */
 static double unmap_floor(uint64_t kib)
 {
     size_t bytes = (size_t)kib * 1024;
     if (bytes == 0)
         return 0;
-    unsigned char *q = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int thp_was_off = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1;
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    unsigned char *q = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (q == MAP_FAILED)
         die("heapdestroy: mmap for the floor failed");
-#ifdef MADV_NOHUGEPAGE
-    madvise(q, bytes, MADV_NOHUGEPAGE);
-#endif
     memset(q, 1, bytes);
+    if (!thp_was_off)
+        prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
     escape(q);
     double t0 = now_ns();
     munmap(q, bytes);
