@@ -6,6 +6,10 @@
 #   bench/run.sh --quick      small sizes, 3 runs (about 2 minutes)
 #   bench/run.sh --help       all options
 #
+#   bench/run.sh --only heapdestroy --runs 5 --no-callgrind --out FILE
+#                             arena_heap_destroy of 1M objects against the
+#                             kernel's munmap floor and per-object frees
+#
 # Every run of a workload is its own process: bench-arena for libarena,
 # bench-malloc plain for glibc, bench-malloc with LD_PRELOAD=<peer> for the
 # others.  Runs are interleaved across allocators; see docs/benchmarks.md.
@@ -39,7 +43,8 @@ usage: bench/run.sh [options]
   --img DIR            where the PNG charts go (default docs/img)
   --allocators LIST    comma-separated subset of: libarena,glibc,jemalloc,tcmalloc,mimalloc
   --only LIST          comma-separated scenarios (fixed,churn,burst,survivors,
-                       realloc,threads,xthread,server,larson,tstress,rounds)
+                       realloc,threads,xthread,server,larson,tstress,rounds,
+                       heapdestroy)
   --no-callgrind       skip the instruction counts
   --no-syscalls        skip the strace pass (backend system call counts)
   --install            apt-get install what is missing (only as root)

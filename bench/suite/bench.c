@@ -38,6 +38,11 @@
  *   rounds     n=300000 rounds=6 order=alloc|random wait_ms=1500
  *              allocate n blocks (16..512 B, every byte written), free them
  *              all; R times; then RSS every 100 ms for wait_ms
+ *   heapdestroy n=1000000
+ *              n blocks (16..512 B, every byte written) freed all at once
+ *              by arena_heap_destroy (bench-arena only), against the same
+ *              blocks freed one by one, and against the kernel's floor:
+ *              munmap of as many resident bytes in one call
  *
  * Every scenario also takes label=NAME: the variant printed on every line
  * (default: derived from the arguments), so that two cells of a scenario
@@ -67,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1378,6 +1384,181 @@ static void run_rounds(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* heapdestroy: free n objects at once                                */
+/*                                                                    */
+/* bench-arena, in this order:                                        */
+/*   destroy   an arena_heap gets n blocks of 16..512 B (every byte   */
+/*             written); then arena_heap_destroy, timed, and RSS      */
+/*             right after it                                         */
+/*   floor     as many bytes as the heap made resident, mapped with   */
+/*             mmap in 4 KiB pages (like arenas: THP off while they   */
+/*             fault in), every byte written, then one munmap, timed: */
+/*             what the kernel needs to give that memory back         */
+/*   heapfree  the same blocks in a new heap, freed one by one with   */
+/*             arena_free; then the emptied heap destroyed (timed     */
+/*             apart: that is when its memory goes back)              */
+/*   free      the same blocks from the allocator (arena_alloc),      */
+/*             freed one by one                                       */
+/* bench-malloc: free (malloc / free), then floor for the bytes that  */
+/* made resident.  Sizes: one fixed sequence for every phase.         */
+/* ------------------------------------------------------------------ */
+
+static double ms_since(double t0)
+{
+    return (now_ns() - t0) / 1e6;
+}
+
+/* n blocks from alloc_fn (every byte written) into ptr. */
+static double fill_blocks(unsigned char **ptr, uint64_t n, void *(*alloc_fn)(size_t, void *),
+                          void *ctx)
+{
+    struct rng r = {SEED_SIZES};
+    double requested = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t sz = size_uniform(&r);
+        requested += (double)sz;
+        unsigned char *p = checked(alloc_fn(sz, ctx));
+        memset(p, (int)(i & 255), sz);
+        if (ptr != NULL)
+            ptr[i] = p;
+    }
+    return requested;
+}
+
+static void *alloc_plain(size_t n, void *ctx)
+{
+    (void)ctx;
+    return b_alloc(n);
+}
+
+/* One munmap of `kib` resident KiB; returns its time in ms.  The pages
+ * are 4 KiB ones whatever the transparent-hugepage setting (THP off for
+ * the process while they are faulted in), like libarena's.  MAP_POPULATE
+ * marks the mapping as the harness's for run.sh's strace count. */
+static double unmap_floor(uint64_t kib)
+{
+    size_t bytes = (size_t)kib * 1024;
+    if (bytes == 0)
+        return 0;
+    int thp_was_off = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1;
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    unsigned char *q = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (q == MAP_FAILED)
+        die("heapdestroy: mmap for the floor failed");
+    memset(q, 1, bytes);
+    if (!thp_was_off)
+        prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+    escape(q);
+    double t0 = now_ns();
+    munmap(q, bytes);
+    return ms_since(t0);
+}
+
+#if defined(BENCH_ARENA)
+static void *alloc_heap(size_t n, void *ctx)
+{
+    return arena_heap_alloc(ctx, n);
+}
+
+static uint64_t munmap_calls(void)
+{
+    struct arena_stats st;
+    st.size = sizeof st;
+    arena_get_stats(&st);
+    return st.calls_munmap;
+}
+#endif
+
+static void run_heapdestroy(void)
+{
+    static const char *const known[] = {"n", NULL};
+    check_args(known);
+    uint64_t n = arg_u64("n", 1000000);
+    if (n == 0 || n > UINT32_MAX)
+        die("heapdestroy: need 0 < n < 2^32");
+    snprintf(cur_variant, sizeof cur_variant, "16-512");
+    scenario_begin();
+    size_t pbytes = n * sizeof(unsigned char *);
+    unsigned char **ptr = big_array(pbytes);
+    double requested = 0, free_ms;
+    uint64_t floor_kib;
+
+#if defined(BENCH_ARENA)
+    /* destroy */
+    uint64_t base = rss_kib();
+    struct arena_heap *h = arena_heap_new();
+    if (h == NULL)
+        die("arena_heap_new failed");
+    requested = fill_blocks(NULL, n, alloc_heap, h);
+    uint64_t full = rss_kib();
+    uint64_t calls0 = munmap_calls();
+    double t0 = now_ns();
+    arena_heap_destroy(h);
+    double destroy_ms = ms_since(t0);
+    uint64_t after = rss_kib();
+    uint64_t calls = munmap_calls() - calls0;
+    floor_kib = full > base ? full - base : 0;
+
+    /* floor */
+    double floor_ms = unmap_floor(floor_kib);
+
+    /* heapfree */
+    h = arena_heap_new();
+    if (h == NULL)
+        die("arena_heap_new failed");
+    fill_blocks(ptr, n, alloc_heap, h);
+    t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++)
+        arena_free(ptr[i]);
+    double heap_free_ms = ms_since(t0);
+    t0 = now_ns();
+    arena_heap_destroy(h);              /* the emptied heap's memory back */
+    double heap_free_destroy_ms = ms_since(t0);
+
+    /* free */
+    fill_blocks(ptr, n, alloc_plain, NULL);
+    t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++)
+        b_free(ptr[i]);
+    free_ms = ms_since(t0);
+
+    result("destroy_ms", destroy_ms, "ms");
+    result("destroy_ns_per_obj", destroy_ms * 1e6 / (double)n, "ns");
+    result("destroy_munmap_calls", (double)calls, "calls");
+    result("rss_base_kib", (double)base, "KiB");
+    result("rss_full_kib", (double)full, "KiB");
+    result("rss_after_destroy_kib", (double)after, "KiB");
+    result("heap_full_kib", (double)full - (double)base, "KiB");
+    result("heap_after_destroy_kib", (double)after - (double)base, "KiB");
+    result("heap_free_ms", heap_free_ms, "ms");
+    result("heap_free_destroy_ms", heap_free_destroy_ms, "ms");
+    result("floor_ms", floor_ms, "ms");
+    result("destroy_per_floor", floor_ms > 0 ? destroy_ms / floor_ms : 0, "x");
+    result("destroy_per_heap_free", heap_free_ms > 0 ? destroy_ms / heap_free_ms : 0, "x");
+    result("destroy_per_free", destroy_ms / (free_ms > 0 ? free_ms : 1e-9), "x");
+#else
+    /* free, then the floor for what that made resident */
+    uint64_t base = rss_kib();
+    requested = fill_blocks(ptr, n, alloc_plain, NULL);
+    uint64_t full = rss_kib();
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++)
+        b_free(ptr[i]);
+    free_ms = ms_since(t0);
+    floor_kib = full > base ? full - base : 0;
+    result("floor_ms", unmap_floor(floor_kib), "ms");
+#endif
+    result("free_ms", free_ms, "ms");
+    result("free_ns_per_obj", free_ms * 1e6 / (double)n, "ns");
+    result("floor_kib", (double)floor_kib, "KiB");
+    result("objects", (double)n, "objects");
+    result("requested_kib", requested / 1024.0, "KiB");
+    big_array_free(ptr, pbytes);
+    scenario_end();
+}
+
+/* ------------------------------------------------------------------ */
 
 struct scenario {
     const char *name;
@@ -1388,7 +1569,7 @@ static const struct scenario scenarios[] = {
     {"fixed", run_fixed},         {"churn", run_churn},     {"burst", run_burst},
     {"survivors", run_survivors}, {"realloc", run_realloc}, {"threads", run_threads},
     {"xthread", run_xthread},     {"server", run_server},       {"larson", run_larson},
-    {"tstress", run_tstress},     {"rounds", run_rounds},
+    {"tstress", run_tstress},     {"rounds", run_rounds},       {"heapdestroy", run_heapdestroy},
 };
 
 int main(int argc, char **argv)

@@ -92,7 +92,15 @@ CELLS = [
      {"default": "n=300000 rounds=6 order=alloc wait_ms=1500 label=purger env:ARENA_PURGER=1",
       "quick": "n=100000 rounds=4 order=alloc wait_ms=300 label=purger env:ARENA_PURGER=1",
       "tiny": "n=2000 rounds=2 order=alloc wait_ms=100 label=purger env:ARENA_PURGER=1"}),
+    # arena_heap_destroy of 1M objects (libarena); every allocator also frees
+    # the same objects one by one.  Reported in its own section, not in the
+    # time-per-operation table.
+    ("heapdestroy", "16-512", "free_ns_per_obj",
+     {"default": "n=1000000", "quick": "n=300000", "tiny": "n=3000"}),
 ]
+# Cells with a section of their own and no place in the time-per-operation
+# table and chart.
+OWN_SECTION = ("heapdestroy",)
 
 # The fixed loop run under callgrind: its size and two loop lengths.
 CALLGRIND_SIZE = 48
@@ -128,6 +136,14 @@ METRICS = {
 }
 METRICS["survivors"] = METRICS["burst"] + ["live_objects", "live_kib", "after_free_per_live",
                                            "heap_after_all_kib"]
+METRICS["heapdestroy"] = ["free_ms", "free_ns_per_obj", "floor_ms", "floor_kib", "objects",
+                          "requested_kib"]
+# ... and from bench-arena only (the heap is libarena's).
+HEAPDESTROY_ARENA_METRICS = ["destroy_ms", "destroy_ns_per_obj", "destroy_munmap_calls",
+                             "rss_base_kib", "rss_full_kib", "rss_after_destroy_kib",
+                             "heap_full_kib", "heap_after_destroy_kib", "heap_free_ms",
+                             "heap_free_destroy_ms", "destroy_per_floor",
+                             "destroy_per_heap_free", "destroy_per_free"]
 ARENA_METRICS = ["calls_mmap", "calls_munmap", "calls_madvise", "calls_brk",
                  "arena_mapped_peak_kib"]
 SERIES_SCENARIOS = ("burst", "survivors")
@@ -234,6 +250,8 @@ def check_output(text, scen, var, expect):
     elif expect is not None and info["allocator"] != expect:
         problems.append("allocator is %s, expected %s" % (info["allocator"], expect))
     wanted = list(METRICS[scen]) + (ARENA_METRICS if expect == "libarena" else [])
+    if scen == "heapdestroy" and expect == "libarena":
+        wanted += HEAPDESTROY_ARENA_METRICS
     if scen == "rounds" and "rounds" in results:
         wanted += ["round%d_ns_per_obj" % (k + 1) for k in range(int(results["rounds"]))]
     for m in wanted:
@@ -843,7 +861,7 @@ def cmd_report(args):
     if "libarena" in allocs and peers:
         header.append("libarena / best peer")
     rows = []
-    for scen, var, metric, _ in cells:
+    for scen, var, metric, _ in [c for c in cells if c[0] not in OWN_SECTION]:
         label = "%s %s" % (scen, var)
         unit = {"ns_per_pair": "ns/pair", "ns_per_obj": "ns/object", "ns_per_op": "ns/op",
                 "ns_per_alloc": "ns/alloc"}[metric]
@@ -863,9 +881,13 @@ def cmd_report(args):
             best = best_peer_by_run(d, scen, var, metric, peers)
             row.append(fmt_sum(summary(per_run_ratio(arena, best))))
         rows.append(row)
-    w(table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)))
-    w("")
-    w("![time per operation](%s)" % img("bench-ns.png"))
+    ns_cells = [c for c in cells if c[0] not in OWN_SECTION]
+    if ns_cells:
+        w(table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)))
+        w("")
+        w("![time per operation](%s)" % img("bench-ns.png"))
+    else:
+        w("(No cell of this run belongs here; see the sections below.)")
     w("")
 
     # ---- backend system calls of the scenarios without a section of their own ----
@@ -901,6 +923,9 @@ def cmd_report(args):
     rcells = [c for c in cells if c[0] == "rounds"]
     if rcells:
         section_rounds(d, w, rcells, allocs, peers, img)
+    hcells = [c for c in cells if c[0] == "heapdestroy"]
+    if hcells:
+        section_heapdestroy(d, w, hcells, allocs)
 
     # ---- libarena system calls ----
     if "libarena" in allocs:
@@ -922,7 +947,9 @@ def cmd_report(args):
         f.write("\n".join(L) + "\n")
 
     # ---- charts ----
-    ok = chart_ns(d, cells, allocs, args.work, os.path.join(args.img, "bench-ns.png"))
+    ok = True
+    if ns_cells:
+        ok = chart_ns(d, ns_cells, allocs, args.work, os.path.join(args.img, "bench-ns.png"))
     if ts:
         ok &= chart_threads(d, ts, allocs, args.work, os.path.join(args.img, "bench-threads.png"))
     for scen, var, _, _ in mem_cells:
@@ -942,7 +969,10 @@ def cmd_report(args):
 
     # a short summary on stdout for the person running it
     print("")
-    print("\n".join(L[L.index("## Time per operation"):][:len(cells) + 6]))
+    print("\n".join(L[L.index("## Time per operation"):][:len(ns_cells) + 6]))
+    if hcells:
+        at = L.index("## heapdestroy: a heap of objects freed at once")
+        print("\n".join(L[at:at + 14]))
     return 0
 
 
@@ -1353,6 +1383,63 @@ def section_rounds(d, w, cells, allocs, peers, img):
     w("![rounds: RSS after the last free](%s)" % img("bench-rounds-rss.png"))
     w("")
     write_syscalls(d, w, "rounds", [c[1] for c in cells], allocs)
+
+
+def section_heapdestroy(d, w, cells, allocs):
+    w("## heapdestroy: a heap of objects freed at once")
+    w("")
+    for scen, var, _, _ in cells:
+        n = summary(d.get(scen, var, "objects", allocs[0]).values()) if allocs else None
+        w("%s blocks of 16..512 bytes (uniform, every byte written) in one `arena_heap`, "
+          "then `arena_heap_destroy`: its time (*destroy*), and RSS right after it, counted "
+          "from the RSS before the heap.  *floor*: as many bytes as the heap made resident, "
+          "mapped with `mmap` in 4 KiB pages (transparent huge pages off while they fault "
+          "in, like libarena's 256 KiB arenas), every byte written, then given back with one "
+          "`munmap`: the kernel's own cost for that memory, measured in the same process "
+          "right after the destroy (its `mmap` and `munmap` are the harness's, left out of "
+          "the system call counts).  "
+          "*heap frees*: the same blocks in a new heap, freed one by one with `arena_free`; "
+          "the memory goes back only with the destroy of the emptied heap that follows "
+          "(*+ destroy*).  *free one by one*: the same blocks from the allocator's ordinary "
+          "`malloc`/`arena_alloc`, freed one by one (every allocator; its *floor* is for "
+          "the bytes that made resident).  Ratios are taken run by run, then summarised."
+          % ("{:,}".format(int(n[0])) if n else "?"))
+        w("")
+        if "libarena" in allocs and d.get(scen, var, "destroy_ms", "libarena"):
+            cols = [("destroy_ms", "destroy ms", 1.0),
+                    ("floor_ms", "floor ms", 1.0),
+                    ("destroy_per_floor", "destroy ÷ floor", 1.0),
+                    ("heap_free_ms", "heap frees ms", 1.0),
+                    ("heap_free_destroy_ms", "+ destroy ms", 1.0),
+                    ("destroy_per_heap_free", "destroy ÷ heap frees", 1.0),
+                    ("free_ms", "free one by one ms", 1.0),
+                    ("destroy_per_free", "destroy ÷ free one by one", 1.0)]
+            w("libarena, time (median, min–max; lower is better):")
+            w("")
+            w(table([c[1] for c in cols],
+                    [[fmt_sum(summary(d.get(scen, var, m, "libarena").values()), k)
+                      for m, _, k in cols]], ["r"] * len(cols)))
+            w("")
+            cols = [("heap_full_kib", "heap resident MiB", 1 / 1024.0),
+                    ("heap_after_destroy_kib", "RSS after destroy − before, KiB", 1.0),
+                    ("destroy_munmap_calls", "munmap calls in the destroy", 1.0)]
+            w("libarena, memory:")
+            w("")
+            w(table([c[1] for c in cols],
+                    [[fmt_sum(summary(d.get(scen, var, m, "libarena").values()), k)
+                      for m, _, k in cols]], ["r"] * len(cols)))
+            w("")
+        cols = [("free_ms", "free one by one ms", 1.0),
+                ("free_ns_per_obj", "ns/object", 1.0),
+                ("floor_ms", "floor ms", 1.0),
+                ("floor_kib", "floor MiB", 1 / 1024.0)]
+        w("Every allocator, freeing the same blocks one by one (lower is better):")
+        w("")
+        w(table(["allocator"] + [c[1] for c in cols],
+                [[a] + [fmt_sum(summary(d.get(scen, var, m, a).values()), k) for m, _, k in cols]
+                 for a in allocs]))
+        w("")
+        write_syscalls(d, w, scen, [var], allocs)
 
 
 def section_method(w, cells, runs, mode):
