@@ -187,7 +187,7 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
 {
     struct panel panels[HEAPMAP_MAX_MAPS];
     const char *out = opt->out, *title = opt->title, *keep = opt->keep;
-    size_t max_rows = opt->max_rows ? opt->max_rows : 800;
+    size_t max_rows = opt->max_rows;
     if (npanels == 0 || npanels > HEAPMAP_MAX_MAPS)
         return -1;
     if (!heapmap_have_gnuplot()) {
@@ -220,6 +220,16 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
     }
 
     /* Layout, in pixels: every panel at the same scale. */
+    /* Rows per column: given, or about sqrt(most / 100) columns for the
+     * largest map, so that a panel is not a thin strip; at most 800. */
+    if (max_rows == 0) {
+        size_t cols = 1;
+        while (cols * cols * 100 < most)
+            cols++;
+        max_rows = (most + cols - 1) / cols;
+        if (max_rows > 800)
+            max_rows = 800;
+    }
     size_t rows = most < max_rows ? most : max_rows;
     if (rows == 0)
         rows = 1;
@@ -228,7 +238,7 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         cell_h = 14;
     if (cell_h < 1)
         cell_h = 1;
-    double cell_w = cell_h > 6 ? 6 : cell_h;
+    double cell_w = cell_h > 3 ? 3 : cell_h;
     const double margin = 30, gap = 40, top = 150, bottom = 120, min_panel = 300;
     double x = margin;
     for (size_t i = 0; i < npanels; i++) {
@@ -328,11 +338,20 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
             fprintf(g, "set xrange [-0.5:%f]\nset yrange [-0.5:%f]\n",
                     p->w_px / cell_w - 0.5, (double)rows - 0.5);
             snprintf(file, sizeof file, "%s/panel%zu.rgb", dir, i);
+            /* An outline around the arena at the highest address (with the
+             * brk backend, the one at the top of the break). */
+            if (m->n > 0) {
+                size_t last = m->n - 1, col = last / rows, row = last % rows;
+                double x0 = (double)(col * (MAP_POOLS + GAP_CELLS)) - 0.5;
+                fprintf(g, "set object 200 rectangle from first %f,%f to first %f,%f "
+                           "fs empty border lc rgb \"black\" lw 1.5 front\n",
+                        x0, (double)row - 0.5, x0 + MAP_POOLS, (double)row + 0.5);
+            }
             fprintf(g, "plot ");
             put_quoted(g, file);
             fprintf(g, " binary array=(%zu,%zu) format='%%uchar%%uchar%%uchar' "
                        "with rgbimage\n", p->w_cells, rows);
-            fprintf(g, "unset title\n");
+            fprintf(g, "unset title\nunset object 200\n");
         }
         /* The legend: coloured boxes and their names, in two lines. */
         double lx = margin, ly = bottom - 40;
@@ -356,7 +375,8 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         char note[300];
         snprintf(note, sizeof note,
                  "one row per 256 KiB arena, in address order from the bottom "
-                 "(columns continue left to right, %zu rows each); one cell per 4 KiB pool",
+                 "(columns continue left to right, %zu rows each; outlined: the highest "
+                 "address); one cell per 4 KiB pool",
                  rows);
         put_quoted(g, note);
         fprintf(g, " at screen %f,%f left font \"sans,9\" tc rgb \"#444444\"\n",

@@ -23,7 +23,7 @@ struct heapmap_opts {
     const char *out;            /* the PNG                               */
     const char *title;
     const char *keep;           /* NULL, or a directory to keep the data  */
-    size_t max_rows;            /* rows per column; 0: 800                */
+    size_t max_rows;            /* rows per column; 0: chosen             */
 };
 
 /* Draws n maps (captions[i] NULL or captions NULL: the file name).  Says

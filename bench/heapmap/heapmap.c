@@ -41,7 +41,8 @@ static void usage(FILE *f)
 "  -t TITLE      the picture's title (default: \"libarena heap map\")\n"
 "  -c CAPTION    caption of the next map (default: its file name)\n"
 "  --rows N      at most N arena rows per column; more wrap into further\n"
-"                columns (default 800)\n"
+"                columns (default: about sqrt(arenas / 100) columns for the\n"
+"                largest map, at most 800 rows)\n"
 "  --keep DIR    keep the gnuplot script and data in DIR\n"
 "  -h, --help    this help\n"
 "\n"
@@ -63,7 +64,7 @@ int main(int argc, char **argv)
     size_t npanels = 0;
     const char *out = "heapmap.png", *title = "libarena heap map", *keep = NULL;
     const char *caption = NULL;
-    size_t max_rows = 800;
+    size_t max_rows = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

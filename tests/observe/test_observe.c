@@ -348,8 +348,23 @@ struct churn {
     pthread_t t;
     unsigned id;
     atomic_int *stop;
-    uint64_t ops;
+    pthread_barrier_t *start;   /* every thread and the main one */
+    _Atomic uint64_t ops;
 };
+
+static void add_ops(struct churn *c, uint64_t n)
+{
+    atomic_store_explicit(&c->ops, atomic_load_explicit(&c->ops, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static uint64_t ops_of(struct churn *ch, unsigned n)
+{
+    uint64_t ops = 0;
+    for (unsigned i = 0; i < n; i++)
+        ops += atomic_load_explicit(&ch[i].ops, memory_order_relaxed);
+    return ops;
+}
 
 static void *churn_main(void *arg)
 {
@@ -358,6 +373,7 @@ static void *churn_main(void *arg)
     enum { SLOTS = 4096 };
     static _Thread_local void *slot[SLOTS];
     unsigned round = 0;
+    pthread_barrier_wait(c->start);
     while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
         for (int k = 0; k < 256; k++) {
             uint64_t r = test_rand(&seed);
@@ -368,8 +384,8 @@ static void *churn_main(void *arg)
             size_t size = (r >> 32) % 4 ? 512 : 1 + (size_t)((r >> 40) % 600);
             slot[i] = arena_alloc(size);
             CHECK(slot[i] != NULL);
-            c->ops++;
         }
+        add_ops(c, 256);
         /* Now and then a user heap lives and dies, and a thread ends. */
         if (++round % 64 == 0) {
             struct arena_heap *h = arena_heap_new();
@@ -437,12 +453,17 @@ static void concurrent_child(void *arg)
         setenv("ARENA_TCACHE", "0", 1);     /* every free reaches its pool */
     atomic_int stop = 0;
     struct churn ch[4];
+    pthread_barrier_t start;
+    CHECK(pthread_barrier_init(&start, NULL, nthreads + 1) == 0);
     for (unsigned i = 0; i < nthreads; i++) {
-        ch[i] = (struct churn){ .id = i, .stop = &stop };
+        ch[i] = (struct churn){ .id = i, .stop = &stop, .start = &start };
         CHECK(pthread_create(&ch[i].t, NULL, churn_main, &ch[i]) == 0);
     }
-    unsigned rounds = (unsigned)test_count("OBSERVE_ROUNDS", 200, 20);
-    for (unsigned r = 0; r < rounds; r++) {
+    pthread_barrier_wait(&start);
+    /* At least `rounds` snapshots, and on until the threads have made
+     * 100,000 allocations meanwhile (the snapshots overlap their work). */
+    unsigned rounds = (unsigned)test_count("OBSERVE_ROUNDS", 200, 20), r;
+    for (r = 0; r < rounds || (ops_of(ch, nthreads) < 100000 && r < 100 * rounds); r++) {
         struct arena_stats s;
         struct arena_class_stats cs[ARENA_NUM_CLASSES];
         get_stats(&s);
@@ -473,13 +494,13 @@ static void concurrent_child(void *arg)
             CHECK(strstr(buf, "fragmentation") != NULL);
         free(buf);
     }
+    uint64_t during = ops_of(ch, nthreads);
     atomic_store(&stop, 1);
-    uint64_t ops = 0;
-    for (unsigned i = 0; i < nthreads; i++) {
+    for (unsigned i = 0; i < nthreads; i++)
         CHECK(pthread_join(ch[i].t, NULL) == 0);
-        ops += ch[i].ops;
-    }
-    CHECK_GT(ops, 0);
+    pthread_barrier_destroy(&start);
+    uint64_t ops = ops_of(ch, nthreads);
+    CHECKF(during > 0, "the threads made no allocation while %u snapshots were taken", r);
     /* Quiet again: the full identities, and the map adds up. */
     struct arena_stats s;
     get_stats(&s);
@@ -500,8 +521,8 @@ static void concurrent_child(void *arg)
     CHECK_EQ(m.live_blocks, s.blocks_live);
     map_free(&m);
     free(buf);
-    child_note("%u threads: %" PRIu64 " allocations meanwhile, %u snapshots", nthreads, ops,
-               rounds);
+    child_note("%u threads: %" PRIu64 " allocations during %u snapshots (%" PRIu64 " in all)",
+               nthreads, during, r, ops);
 }
 
 static void test_concurrent_2(void **state)
@@ -533,12 +554,13 @@ static void *flip_main(void *arg)
     void *s[N];
     for (int i = 0; i < N; i++)
         CHECK((s[i] = arena_alloc(512)) != NULL);
+    pthread_barrier_wait(c->start);
     uint64_t x = 0x9e3779b97f4a7c15ULL * (c->id + 1);
     while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
         unsigned i = (unsigned)(test_rand(&x) % N);
         arena_free(s[i]);
         CHECK((s[i] = arena_alloc(512)) != NULL);
-        c->ops++;
+        add_ops(c, 1);
     }
     for (int i = 0; i < N; i++)
         arena_free(s[i]);
@@ -551,10 +573,13 @@ static void map_flip_child(void *arg)
     setenv("ARENA_TCACHE", "0", 1);
     atomic_int stop = 0;
     struct churn ch[2];
+    pthread_barrier_t start;
+    CHECK(pthread_barrier_init(&start, NULL, 3) == 0);
     for (unsigned i = 0; i < 2; i++) {
-        ch[i] = (struct churn){ .id = i, .stop = &stop };
+        ch[i] = (struct churn){ .id = i, .stop = &stop, .start = &start };
         CHECK(pthread_create(&ch[i].t, NULL, flip_main, &ch[i]) == 0);
     }
+    pthread_barrier_wait(&start);
     unsigned maps = (unsigned)test_count("OBSERVE_MAPS", 20000, 200), r;
     uint64_t over = 0, worst = 0;
     for (r = 0; r < maps && over == 0; r++) {
@@ -577,13 +602,16 @@ static void map_flip_child(void *arg)
         map_free(&m);
         free(buf);
     }
+    uint64_t during = ops_of(ch, 2);
     atomic_store(&stop, 1);
     for (unsigned i = 0; i < 2; i++)
         CHECK(pthread_join(ch[i].t, NULL) == 0);
+    pthread_barrier_destroy(&start);
     CHECKF(over == 0, "heap map %u of %u: %" PRIu64 " pool(s) of 512-byte blocks (8 to a "
            "pool) with more live blocks than the pool holds: up to %" PRIu64, r, maps, over,
            worst);
-    child_note("%u maps while pools went full and back: live never above 8", maps);
+    child_note("%u maps while pools went full and back %" PRIu64 " times: live never above 8",
+               maps, during);
 }
 
 static void test_map_live_within_pool(void **state)
