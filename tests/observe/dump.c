@@ -183,5 +183,18 @@ int main(int argc, char **argv)
     close_file(f, "classes.json");
     printf("observe-dump: %" PRIu64 " live blocks in %" PRIu64 " arenas; files in %s\n",
            s1.blocks_live, s1.arenas_live, dir);
+    /* Everything back (leak checkers look at the system allocator's block). */
+    arena_free(sys);
+    arena_heap_destroy(h);
+    for (int i = 0; i < 3000; i++)
+        arena_free(i % 3 ? b48[i] : NULL);
+    for (int i = 1; i < 1000; i += 2)
+        arena_free(b512[i]);
+    for (int i = 0; i < 10; i++)
+        arena_free(b16[i]);
+    for (int i = 0; i < 700; i++)
+        arena_free(b304[i]);
+    for (int i = 0; i < 200; i++)
+        arena_free(orphans[i]);
     return 0;
 }
