@@ -101,6 +101,23 @@ static const char *basename_of(const char *path)
     return s ? s + 1 : path;
 }
 
+/* The second and third lines of a panel's caption. */
+static void panel_lines(const struct heap_map *m, char line2[200], char line3[200])
+{
+    char live[32];
+    uint64_t in_use = m->pools[MAP_USED] + m->pools[MAP_CURRENT] + m->pools[MAP_FULL] +
+                      m->pools[MAP_ORPHAN];
+    snprintf(line2, 200, "%s: %zu arena%s, %" PRIu64 " live blocks (%s)", m->backend, m->n,
+             m->n == 1 ? "" : "s", m->live_blocks, human(m->live_bytes, live, sizeof live));
+    snprintf(line3, 200, "pools: %" PRIu64 " in use, %" PRIu64 " free dirty, %" PRIu64
+             " purged", in_use, m->pools[MAP_FREE_DIRTY], m->pools[MAP_FREE_PURGED]);
+    if (m->pools[MAP_ORPHAN] || m->pools[MAP_LARGE]) {
+        size_t l = strlen(line3);
+        snprintf(line3 + l, 200 - l, ", %" PRIu64 " orphan, %" PRIu64 " large",
+                 m->pools[MAP_ORPHAN], m->pools[MAP_LARGE]);
+    }
+}
+
 /* The cells of one panel, bottom row first, as raw RGB. */
 static int write_cells(const char *file, const struct panel *p, size_t rows)
 {
@@ -248,6 +265,16 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         p->w_px = (double)p->w_cells * cell_w;
         if (p->w_px < min_panel)
             p->w_px = min_panel;
+        /* wide enough for its caption (about 6.5 pixels a character) */
+        char line2[200], line3[200];
+        panel_lines(&p->map, line2, line3);
+        size_t chars = strlen(p->caption);
+        if (strlen(line2) > chars)
+            chars = strlen(line2);
+        if (strlen(line3) > chars)
+            chars = strlen(line3);
+        if (p->w_px < 6.5 * (double)chars + 10)
+            p->w_px = 6.5 * (double)chars + 10;
         p->x0 = x;
         x += p->w_px + gap;
     }
@@ -305,20 +332,8 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         for (size_t i = 0; i < npanels; i++) {
             const struct panel *p = &panels[i];
             const struct heap_map *m = &p->map;
-            char live[32], line2[200], line3[200];
-            uint64_t in_use = m->pools[MAP_USED] + m->pools[MAP_CURRENT] + m->pools[MAP_FULL] +
-                              m->pools[MAP_ORPHAN];
-            snprintf(line2, sizeof line2, "%s: %zu arena%s, %" PRIu64 " live blocks (%s)",
-                     m->backend, m->n, m->n == 1 ? "" : "s", m->live_blocks,
-                     human(m->live_bytes, live, sizeof live));
-            snprintf(line3, sizeof line3, "pools: %" PRIu64 " in use, %" PRIu64
-                     " free dirty, %" PRIu64 " purged", in_use, m->pools[MAP_FREE_DIRTY],
-                     m->pools[MAP_FREE_PURGED]);
-            if (m->pools[MAP_ORPHAN] || m->pools[MAP_LARGE]) {
-                size_t l = strlen(line3);
-                snprintf(line3 + l, sizeof line3 - l, ", %" PRIu64 " orphan, %" PRIu64 " large",
-                         m->pools[MAP_ORPHAN], m->pools[MAP_LARGE]);
-            }
+            char line2[200], line3[200];
+            panel_lines(m, line2, line3);
             double l = p->x0 / width, r = (p->x0 + p->w_px) / width;
             double b = bottom / height, tp = (bottom + grid_h) / height;
             fprintf(g, "set lmargin at screen %f\nset rmargin at screen %f\n"
@@ -374,10 +389,8 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         fprintf(g, "set label 100 ");
         char note[300];
         snprintf(note, sizeof note,
-                 "one row per 256 KiB arena, in address order from the bottom "
-                 "(columns continue left to right, %zu rows each; outlined: the highest "
-                 "address); one cell per 4 KiB pool",
-                 rows);
+                 "one row per 256 KiB arena, lowest address at the bottom, %zu rows a "
+                 "column; outlined: the highest; one cell per 4 KiB pool", rows);
         put_quoted(g, note);
         fprintf(g, " at screen %f,%f left font \"sans,9\" tc rgb \"#444444\"\n",
                 margin / width, (bottom - 12) / height);
