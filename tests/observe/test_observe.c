@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -621,8 +622,47 @@ static void test_map_live_within_pool(void **state)
                      0);
 }
 
-int main(void)
+/* Two threads allocate and free, and nothing else happens: what the
+ * stats tests above run beside, without them.  Under ThreadSanitizer it
+ * shows whether allocation itself is race-free (meson runs it as its own
+ * test, observe-threads, without the suppression the others have). */
+static void threads_alone_child(void *arg)
 {
+    (void)arg;
+    atomic_int stop = 0;
+    struct churn ch[2];
+    pthread_barrier_t start;
+    CHECK(pthread_barrier_init(&start, NULL, 3) == 0);
+    for (unsigned i = 0; i < 2; i++) {
+        ch[i] = (struct churn){ .id = i, .stop = &stop, .start = &start };
+        CHECK(pthread_create(&ch[i].t, NULL, churn_main, &ch[i]) == 0);
+    }
+    pthread_barrier_wait(&start);
+    uint64_t want = test_count("OBSERVE_OPS", 400000, 40000);
+    /* Wait for the threads' work (no sleep: the main thread gives up its
+     * core to them until they are done). */
+    while (ops_of(ch, 2) < want)
+        sched_yield();
+    atomic_store(&stop, 1);
+    for (unsigned i = 0; i < 2; i++)
+        CHECK(pthread_join(ch[i].t, NULL) == 0);
+    pthread_barrier_destroy(&start);
+    child_note("2 threads alone: %" PRIu64 " allocations", ops_of(ch, 2));
+}
+
+static void test_threads_alone(void **state)
+{
+    (void)state;
+    assert_int_equal(child_run("2 threads allocate, no stats call", threads_alone_child, NULL),
+                     0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "threads-alone") == 0) {
+        const struct CMUnitTest alone[] = { cmocka_unit_test(test_threads_alone) };
+        return cmocka_run_group_tests(alone, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_stats_exact),
         cmocka_unit_test(test_class_stats_cached),
