@@ -322,6 +322,7 @@ int heapmap_draw(const struct heapmap_opts *opt, size_t npanels, const char *con
         fprintf(g, "# arena-heapmap: %zu maps\n", npanels);
         fprintf(g, "set terminal %s size %d,%d font \"sans,10\" background rgb \"white\"\n",
                 terminals[t], (int)width, (int)height);
+        fprintf(g, "set termoption noenhanced\n");     /* '_' is not a subscript */
         fprintf(g, "set output ");
         put_quoted(g, out);
         fprintf(g, "\nset multiplot\nunset key\nunset xtics\nunset ytics\n"
