@@ -12,13 +12,20 @@ modes:
               and libarena mmap holds less than libarena brk
   plot        --quick --plot: a PNG when gnuplot is installed, otherwise one
               line saying so, and the table either way
+  map         --quick --map PREFIX: the four heap maps parse; the mmap run
+              keeps few arenas after the free, the brk run all of them with
+              the summary's live blocks in the topmost one; PREFIX.png
+  heap        --quick --heap --csv: five runs; the heap runs kept the same
+              records, libarena-mmap-heap gave back >= 95% after
+              arena_heap_destroy()
   help        --help: usage on stdout, exit status 0
   usage       ARGS are bad input: usage on stderr, exit status 2, no run
 
-Under AddressSanitizer (meson passes the b_sanitize option in
-DEMO_SANITIZE), the resident-memory give-back checks cannot hold: ASan's
-shadow memory for the freed arenas stays resident.  quick and fixed-size
-then make every other check and exit 77 (skipped) with the reason.
+Under AddressSanitizer or ThreadSanitizer (meson passes the b_sanitize
+option in DEMO_SANITIZE), the resident-memory give-back checks cannot
+hold: the sanitizer's shadow memory for the freed arenas stays resident.
+quick, fixed-size and heap then make every other check and exit 77
+(skipped) with the reason.
 
 Standard library only.
 """
@@ -33,7 +40,9 @@ ALLOCATORS = ("libarena-mmap", "libarena-brk", "glibc-malloc")
 failures = []
 checks = []
 skipped = []
-ASAN = "address" in os.environ.get("DEMO_SANITIZE", "").split(",")
+SANITIZE = os.environ.get("DEMO_SANITIZE", "").split(",")
+ASAN = "address" in SANITIZE or "thread" in SANITIZE
+SHADOW = "ThreadSanitizer" if "thread" in SANITIZE else "AddressSanitizer"
 
 
 def check(cond, what):
@@ -53,10 +62,10 @@ def run(exe, args, timeout=600):
     return p
 
 
-def read_csv(path):
+def read_csv(path, allocators=ALLOCATORS):
     with open(path, newline="") as f:
         rows = {row["allocator"]: row for row in csv.DictReader(f)}
-    check(set(rows) == set(ALLOCATORS),
+    check(set(rows) == set(allocators),
           "the CSV has one row per allocator: " + ", ".join(sorted(rows)))
     return rows
 
@@ -118,7 +127,7 @@ def mode_runs(exe, extra):
         what = ("libarena-mmap gave back >= 95%% of the burst right after the "
                 "free (%.1f%%)" % (100 * (mmap_back or 0)))
         if ASAN:
-            skipped.append(what + ": not checked under AddressSanitizer, "
+            skipped.append(what + ": not checked under " + SHADOW + ", "
                            "whose shadow memory for the freed arenas stays resident")
             print("skip  " + skipped[-1])
         else:
@@ -167,11 +176,96 @@ def mode_plot(exe):
             check(len(lines) == 1, "one line says gnuplot is missing")
 
 
+def load_map(path):
+    import json
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except (OSError, ValueError) as e:
+        check(False, "%s parses as JSON (%s)" % (os.path.basename(path), e))
+        return None
+    ok = (isinstance(m, dict) and isinstance(m.get("arenas"), list)
+          and all(len(a["pools"]) == 64 for a in m["arenas"]))
+    check(ok, "%s: a heap map with 64 pools per arena" % os.path.basename(path))
+    return m if ok else None
+
+
+def live(arena):
+    return sum(p["live"] for p in arena["pools"] if p["state"] not in ("large",))
+
+
+def mode_map(exe):
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "m")
+        p = run(exe, ["--quick", "--map", prefix])
+        check(p.returncode == 0, "exit status 0 (got %d)" % p.returncode)
+        maps = {}
+        for tag in ("mmap-peak", "mmap-free", "brk-peak", "brk-free"):
+            maps[tag] = load_map("%s-%s.json" % (prefix, tag))
+        if failures:
+            return
+        for tag, m in maps.items():
+            check(m["backend"] == tag.split("-")[0], "%s: backend %s" % (tag, m["backend"]))
+        peak = sum(live(a) for a in maps["mmap-peak"]["arenas"])
+        check(peak >= 3 * 200000, "mmap-peak: the burst is live (%d blocks)" % peak)
+        n_peak, n_free = len(maps["mmap-peak"]["arenas"]), len(maps["mmap-free"]["arenas"])
+        check(n_free * 10 < n_peak, "mmap: few arenas left after the free (%d of %d)"
+              % (n_free, n_peak))
+        b_peak, b_free = maps["brk-peak"]["arenas"], maps["brk-free"]["arenas"]
+        check(len(b_free) == len(b_peak), "brk: every arena kept after the free (%d of %d)"
+              % (len(b_free), len(b_peak)))
+        after = [live(a) for a in b_free]
+        check(sum(after) == 6, "brk-free: only the summary's 6 blocks live (%d)" % sum(after))
+        check(after and after[-1] > 0, "brk-free: the topmost arena holds live blocks: the "
+              "summary pins the break")
+        dirty = sum(1 for a in b_free for p in a["pools"] if p["state"] == "free-dirty")
+        check(dirty > len(b_free) * 32, "brk-free: the freed pools stay dirty (%d)" % dirty)
+        if shutil.which("gnuplot"):
+            data = b""
+            if os.path.exists(prefix + ".png"):
+                with open(prefix + ".png", "rb") as f:
+                    data = f.read()
+            check(data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000,
+                  "the four maps drawn in PREFIX.png (%d bytes)" % len(data))
+        else:
+            check("not drawn" in p.stdout, "one line says the maps were not drawn")
+
+
+def mode_heap(exe):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "demo.csv")
+        p = run(exe, ["--quick", "--heap", "--keep", "1", "--csv", path])
+        check(p.returncode == 0, "exit status 0 (got %d)" % p.returncode)
+        names = ALLOCATORS + ("libarena-mmap-heap", "libarena-brk-heap")
+        rows = read_csv(path, names)
+        if failures:
+            return
+        for name in names:
+            check(rows[name]["status"] == "ok", name + ": the run succeeded")
+        kept = {name: rows[name]["records_kept"] for name in names}
+        check(len(set(kept.values())) == 1, "the same records were kept in every run: %s" % kept)
+        check("arena_heap_destroy() freed it" in p.stdout, "a sentence for the heap runs")
+        p = run(exe, ["--quick", "--heap", "--csv", path])
+        rows = read_csv(path, names)
+        if failures:
+            return
+        back = returned(rows["libarena-mmap-heap"])
+        what = ("libarena-mmap-heap gave back >= 95%% after arena_heap_destroy() (%.1f%%)"
+                % (100 * (back or 0)))
+        if ASAN:
+            skipped.append(what + ": not checked under " + SHADOW + ", whose shadow "
+                           "memory for the freed arenas stays resident")
+            print("skip  " + skipped[-1])
+        else:
+            check(back is not None and back >= 0.95, what)
+
+
 def mode_help(exe):
     p = run(exe, ["--help"], timeout=30)
     check(p.returncode == 0, "exit status 0 (got %d)" % p.returncode)
     check(p.stdout.startswith("usage: arena-demo"), "usage on stdout")
-    for opt in ("--records", "--size", "--keep", "--quick", "--csv", "--plot"):
+    for opt in ("--records", "--size", "--keep", "--quick", "--csv", "--plot", "--map",
+                "--heap"):
         check(opt in p.stdout, "the help mentions " + opt)
 
 
@@ -195,6 +289,10 @@ def main():
         mode_keep(exe)
     elif mode == "plot":
         mode_plot(exe)
+    elif mode == "map":
+        mode_map(exe)
+    elif mode == "heap":
+        mode_heap(exe)
     elif mode == "help":
         mode_help(exe)
     elif mode == "usage":

@@ -26,7 +26,25 @@ struct demo_config {
     unsigned fixed_size;        /* 0: the size mix; else every object size */
     double keep_pct;            /* share of records that survive the free  */
     uint64_t seed;
+    const char *map_prefix;     /* --map: heap maps PREFIX-TAG-peak.json and
+                                   PREFIX-TAG-free.json; NULL: none        */
 };
+
+/* One run: an allocator, and for libarena whether the burst goes into one
+ * arena_heap that is destroyed instead of freed object by object (--heap). */
+struct demo_run_spec {
+    enum demo_alloc alloc;
+    int heap;
+    const char *name;           /* "libarena mmap heap"                    */
+    const char *key;            /* "libarena-mmap-heap" (CSV)              */
+    const char *tag;            /* "mmap-heap" (map files); NULL for glibc */
+    const char *colour;         /* in the chart                            */
+};
+#define DEMO_MAX_RUNS 5
+
+/* The heap map file of a run: PREFIX-TAG-WHEN.json (when: "peak", "free"). */
+void demo_map_path(char *buf, size_t len, const char *prefix, const char *tag,
+                   const char *when);
 
 /* What a child measured.  Sizes in bytes, times in seconds. */
 struct demo_result {
@@ -63,7 +81,7 @@ struct demo_msg {
 };
 
 /* workload.c: runs in the child.  Measures, sends messages on fd 'out'. */
-void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
+void demo_child_run(const struct demo_run_spec *run, const struct demo_config *cfg,
                     int out);
 
 /* Resident set size of process pid (0: this process), in bytes, read from
@@ -84,10 +102,10 @@ struct demo_series {
 int demo_series_add(struct demo_series *s, double t, double mib);
 void demo_series_free(struct demo_series *s);
 
-/* Draws the three series into a PNG with gnuplot.  Returns 0, or -1 after
- * printing one line that says why (e.g. gnuplot is not installed). */
-int demo_plot(const char *png, const struct demo_series series[DEMO_NUM_ALLOCS],
-              const char *const names[DEMO_NUM_ALLOCS], const char *title);
+/* Draws the n series (one per run) into a PNG with gnuplot.  Returns 0, or
+ * -1 after printing one line that says why (e.g. gnuplot is not installed). */
+int demo_plot(const char *png, const struct demo_series *series,
+              const struct demo_run_spec *const *runs, size_t n, const char *title);
 
 /* True when an executable named prog is found on PATH. */
 int demo_have_program(const char *prog);

@@ -12,6 +12,7 @@
  * The parent never calls arena_*; see workload.c for the child's side.
  */
 #include "demo.h"
+#include "../heapmap/draw.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,18 +31,25 @@
 #define MAX_RECORDS     100000000ull
 #define SAMPLE_PERIOD   0.010           /* seconds between RSS samples        */
 
-static const char *const alloc_names[DEMO_NUM_ALLOCS] = {
-    "libarena mmap", "libarena brk", "glibc malloc"
+/* Every run there can be, in the order they run; without --heap only the
+ * three that free object by object. */
+static const struct demo_run_spec all_runs[DEMO_MAX_RUNS] = {
+    { DEMO_ARENA_MMAP, 0, "libarena mmap", "libarena-mmap", "mmap", "#1b9e77" },
+    { DEMO_ARENA_MMAP, 1, "libarena mmap heap", "libarena-mmap-heap", "mmap-heap", "#66c2a5" },
+    { DEMO_ARENA_BRK, 0, "libarena brk", "libarena-brk", "brk", "#d95f02" },
+    { DEMO_ARENA_BRK, 1, "libarena brk heap", "libarena-brk-heap", "brk-heap", "#fc8d62" },
+    { DEMO_GLIBC, 0, "glibc malloc", "glibc-malloc", NULL, "#7570b3" },
 };
-static const char *const alloc_keys[DEMO_NUM_ALLOCS] = {
-    "libarena-mmap", "libarena-brk", "glibc-malloc"
-};
+
+static const struct demo_run_spec *specs[DEMO_MAX_RUNS];
+static size_t nruns;
 
 static void usage(FILE *f)
 {
     fprintf(f,
 "usage: arena-demo [--records N] [--size BYTES] [--keep PCT] [--quick]\n"
-"                  [--csv FILE] [--plot FILE.png] [--help]\n"
+"                  [--csv FILE] [--plot FILE.png] [--map PREFIX] [--heap]\n"
+"                  [--help]\n"
 "\n"
 "Loads a burst of small records (3-5 objects each, like rows from an ORM),\n"
 "keeps a small summary allocated after the burst, frees the burst, and\n"
@@ -57,8 +65,15 @@ static void usage(FILE *f)
 "                   not only the summary\n"
 "  --quick          a small burst (%llu records), for tests\n"
 "  --csv FILE       also write the results to FILE as CSV\n"
-"  --plot FILE.png  sample RSS every 10 ms and draw the three runs with\n"
-"                   gnuplot\n"
+"  --plot FILE.png  sample RSS every 10 ms and draw the runs with gnuplot\n"
+"  --map PREFIX     write each libarena run's heap map at the peak and right\n"
+"                   after the free (PREFIX-mmap-peak.json, PREFIX-mmap-free.json,\n"
+"                   PREFIX-brk-peak.json, PREFIX-brk-free.json) and draw the\n"
+"                   four side by side in PREFIX.png (with --heap also the\n"
+"                   heap runs' maps, PREFIX-*-heap-*.json, in PREFIX-heap.png)\n"
+"  --heap           also run each libarena backend with the burst in one\n"
+"                   arena_heap, destroyed in one call instead of freed object\n"
+"                   by object, and compare the free phase\n"
 "  --help           print this help and exit\n"
 "\n"
 "Exit status: 0 on success, 1 when a run failed, 2 on bad usage.\n",
@@ -158,7 +173,7 @@ static void progress(int i, const char *fmt, ...)
 static void progress(int i, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "run %d of %d: %s: ", i + 1, DEMO_NUM_ALLOCS, alloc_names[i]);
+    fprintf(stderr, "run %d of %zu: %s: ", i + 1, nruns, specs[i]->name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -200,7 +215,7 @@ static void run_one(int i, const struct demo_config *cfg, int sample,
     if (pid == 0) {
         close(res_pipe[0]);
         close(hold_pipe[1]);
-        demo_child_run((enum demo_alloc)i, cfg, res_pipe[1]);
+        demo_child_run(specs[i], cfg, res_pipe[1]);
         close(res_pipe[1]);
         /* Stay alive, holding the summary, until the parent has sampled
          * the plateau after the free; then exit. */
@@ -326,17 +341,17 @@ static const char *const col_bottom[NUM_COLS] = {
     "mmap", "munmap", "brk", "madvise", "reserved", "released"
 };
 
-static void print_table(const struct run runs[DEMO_NUM_ALLOCS])
+static void print_table(const struct run *runs)
 {
-    char cell[DEMO_NUM_ALLOCS][NUM_COLS][32];
+    char cell[DEMO_MAX_RUNS][NUM_COLS][32];
     size_t width[NUM_COLS];
 
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
+    for (size_t i = 0; i < nruns; i++) {
         const struct run *r = &runs[i];
         const struct demo_result *x = &r->res;
         for (int c = 0; c < NUM_COLS; c++)
             snprintf(cell[i][c], sizeof cell[i][c], "-");
-        snprintf(cell[i][COL_NAME], sizeof cell[i][COL_NAME], "%s", alloc_names[i]);
+        snprintf(cell[i][COL_NAME], sizeof cell[i][COL_NAME], "%s", specs[i]->name);
         if (!r->have_result) {
             snprintf(cell[i][COL_BEFORE], sizeof cell[i][COL_BEFORE], "failed");
             continue;
@@ -362,12 +377,12 @@ static void print_table(const struct run runs[DEMO_NUM_ALLOCS])
         width[c] = strlen(col_top[c]);
         if (strlen(col_bottom[c]) > width[c])
             width[c] = strlen(col_bottom[c]);
-        for (int i = 0; i < DEMO_NUM_ALLOCS; i++)
+        for (size_t i = 0; i < nruns; i++)
             if (strlen(cell[i][c]) > width[c])
                 width[c] = strlen(cell[i][c]);
     }
     /* The first column is left-aligned, the numbers right-aligned. */
-    for (int line = 0; line < 2 + DEMO_NUM_ALLOCS; line++) {
+    for (int line = 0; line < 2 + (int)nruns; line++) {
         for (int c = 0; c < NUM_COLS; c++) {
             const char *s = line == 0 ? col_top[c]
                           : line == 1 ? col_bottom[c] : cell[line - 2][c];
@@ -382,14 +397,45 @@ static void print_table(const struct run runs[DEMO_NUM_ALLOCS])
 
 /* ---- one sentence per allocator ---- */
 
-static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
-                            const struct demo_config *cfg)
+/* The --heap run's sentence: its free phase against the per-object run's. */
+static void print_heap_sentence(const struct run *runs, size_t i)
 {
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
-        const struct run *r = &runs[i];
+    const struct demo_result *x = &runs[i].res;
+    const struct run *ref = NULL;
+    for (size_t j = 0; j < nruns; j++)
+        if (specs[j]->alloc == specs[i]->alloc && !specs[j]->heap && runs[j].have_result)
+            ref = &runs[j];
+    char after[32], ref_after[32];
+    fmt_bytes(after, sizeof after, x->rss_after);
+    printf("%s: the burst lived in one arena_heap; arena_heap_destroy() freed it in "
+           "%.3f s", specs[i]->name, x->free_s);
+    if (ref != NULL) {
+        fmt_bytes(ref_after, sizeof ref_after, ref->res.rss_after);
+        printf(" against %.3f s for %llu frees one by one", ref->res.free_s,
+               (unsigned long long)ref->res.objects);
+        if (x->free_s > 0)
+            printf(" (%.0fx faster)", ref->res.free_s / x->free_s);
+        printf("; %s resident after it, against %s", after, ref_after);
+    } else {
+        printf("; %s resident after it", after);
+    }
+    printf(" (%llu of %llu arenas given back).\n", (unsigned long long)x->arenas_released,
+           (unsigned long long)x->arenas_reserved);
+}
+
+static void print_sentences(const struct run *runs, const struct demo_config *cfg)
+{
+    for (size_t si = 0; si < nruns; si++) {
+        const struct run *r = &runs[si];
         const struct demo_result *x = &r->res;
+        const char *const name = specs[si]->name;
+        enum demo_alloc i = specs[si]->alloc;
         if (!r->have_result) {
-            printf("%s: the run failed: %s.\n", alloc_names[i], r->status);
+            printf("%s: the run failed: %s.\n", name, r->status);
+            continue;
+        }
+        if (specs[si]->heap) {
+            print_heap_sentence(runs, si);
             continue;
         }
         char after[32], given[32], burst[32];
@@ -406,7 +452,7 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
 
         if (h < 0) {
             printf("%s: the burst did not grow the resident memory measurably "
-                   "(%s resident after the free).\n", alloc_names[i], after);
+                   "(%s resident after the free).\n", name, after);
         } else if (i == DEMO_ARENA_MMAP) {
             if (h < 10.0) {
                 char meta[32];
@@ -415,7 +461,7 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
                        "was unmapped as soon as its last block was freed "
                        "(%llu of %llu arenas, %llu munmap calls%s); %s stays "
                        "resident, libarena's own metadata included (%s).\n",
-                       alloc_names[i], given, burst,
+                       name, given, burst,
                        (unsigned long long)x->arenas_released,
                        (unsigned long long)x->arenas_reserved,
                        (unsigned long long)x->calls_munmap,
@@ -427,7 +473,7 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
                        "arenas still hold live blocks of %s, so only the "
                        "free pools inside them could go back (%llu madvise "
                        "calls) and %llu empty arenas were unmapped.\n",
-                       alloc_names[i], after, h, kept_arenas, who,
+                       name, after, h, kept_arenas, who,
                        (unsigned long long)x->calls_madvise,
                        (unsigned long long)x->arenas_released);
         } else if (i == DEMO_ARENA_BRK) {
@@ -436,7 +482,7 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
                        "cannot move below the %s, so the freed arenas stay "
                        "with the process for reuse (%llu of %llu arenas given "
                        "back).\n",
-                       alloc_names[i], after, h,
+                       name, after, h,
                        cfg->keep_pct > 0 ? "arenas that hold the summary and "
                                            "the kept records"
                                          : "arena that holds the summary",
@@ -445,7 +491,7 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
             else
                 printf("%s: gave back %s (%.1f%% still resident): %llu empty "
                        "arenas at the top of the break were given back.\n",
-                       alloc_names[i], given, h,
+                       name, given, h,
                        (unsigned long long)x->arenas_released);
         } else {
             if (h >= 50.0)
@@ -453,15 +499,15 @@ static void print_sentences(const struct run runs[DEMO_NUM_ALLOCS],
                        "chunks stay in glibc's free lists inside its heap, and "
                        "the heap cannot shrink below the summary, allocated at "
                        "its top after the burst.\n",
-                       alloc_names[i], after, h);
+                       name, after, h);
             else
                 printf("%s: gave back %s (%.1f%% still resident).\n",
-                       alloc_names[i], given, h);
+                       name, given, h);
         }
     }
 }
 
-static int write_csv(const char *path, const struct run runs[DEMO_NUM_ALLOCS],
+static int write_csv(const char *path, const struct run *runs,
                      const struct demo_config *cfg)
 {
     FILE *f = fopen(path, "w");
@@ -473,16 +519,16 @@ static int write_csv(const char *path, const struct run runs[DEMO_NUM_ALLOCS],
                "rss_before,rss_peak,rss_after_free,held_pct,load_s,free_s,"
                "calls_mmap,calls_munmap,calls_brk,calls_madvise,"
                "arenas_reserved,arenas_released\n");
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
+    for (size_t i = 0; i < nruns; i++) {
         const struct run *r = &runs[i];
         const struct demo_result *x = &r->res;
         if (!r->have_result) {
-            fprintf(f, "%s,failed,%llu,,,,,,,,,,,,,,,\n", alloc_keys[i],
+            fprintf(f, "%s,failed,%llu,,,,,,,,,,,,,,,\n", specs[i]->key,
                     (unsigned long long)cfg->records);
             continue;
         }
         fprintf(f, "%s,ok,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.2f,%.4f,%.4f",
-                alloc_keys[i], (unsigned long long)cfg->records,
+                specs[i]->key, (unsigned long long)cfg->records,
                 (unsigned long long)x->objects,
                 (unsigned long long)x->burst_bytes,
                 (unsigned long long)x->records_kept,
@@ -508,10 +554,57 @@ static int write_csv(const char *path, const struct run runs[DEMO_NUM_ALLOCS],
     return 0;
 }
 
+/* --map: the four maps of the per-object runs (with_heap: of the heap
+ * runs) side by side, mmap then brk, each at the peak and after the free.
+ * Returns 0, or -1 when a map is missing or the drawing failed (not when
+ * gnuplot is missing: one line says so). */
+static int draw_maps(const struct demo_config *cfg, const struct run *runs, int with_heap,
+                     int printed)
+{
+    static char path[4][4200], caption[4][160];
+    const char *paths[4], *captions[4];
+    size_t n = 0;
+    for (size_t i = 0; i < nruns; i++) {
+        if (specs[i]->tag == NULL || specs[i]->heap != with_heap)
+            continue;
+        if (!runs[i].have_result) {
+            printf("\nheap maps of %s: not drawn, the run failed\n", specs[i]->name);
+            return -1;
+        }
+        for (int w = 0; w < 2 && n < 4; w++, n++) {
+            demo_map_path(path[n], sizeof path[n], cfg->map_prefix, specs[i]->tag,
+                          w ? "free" : "peak");
+            snprintf(caption[n], sizeof caption[n], "%s, %s", specs[i]->name,
+                     w ? "right after the free" : "at the peak");
+            paths[n] = path[n];
+            captions[n] = caption[n];
+        }
+    }
+    char png[4200], title[200];
+    snprintf(png, sizeof png, "%s%s.png", cfg->map_prefix, with_heap ? "-heap" : "");
+    snprintf(title, sizeof title, "arena-demo: heap maps of %llu records%s, at the peak and "
+             "right after the free", (unsigned long long)cfg->records,
+             with_heap ? " in one arena_heap" : "");
+    struct heapmap_opts o = { png, title, NULL, 0 };
+    int rc = heapmap_draw(&o, n, paths, captions);
+    if (rc == 0) {
+        printf("%sheap maps written to %s-*.json, drawn in %s\n", printed ? "" : "\n",
+               cfg->map_prefix, png);
+        fflush(stdout);
+        return 0;
+    }
+    if (rc == HEAPMAP_NO_GNUPLOT) {
+        printf("%sheap maps written to %s-*.json (gnuplot is not installed: not drawn)\n",
+               printed ? "" : "\n", cfg->map_prefix);
+        return 0;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    struct demo_config cfg = { DEFAULT_RECORDS, 0, 0.0, 0x5eed2014a110cULL };
-    int records_given = 0, quick = 0;
+    struct demo_config cfg = { DEFAULT_RECORDS, 0, 0.0, 0x5eed2014a110cULL, NULL };
+    int records_given = 0, quick = 0, heap = 0;
     const char *csv = NULL, *png = NULL;
 
     static const struct option longopts[] = {
@@ -521,6 +614,8 @@ int main(int argc, char **argv)
         { "quick",   no_argument,       NULL, 'q' },
         { "csv",     required_argument, NULL, 'c' },
         { "plot",    required_argument, NULL, 'p' },
+        { "map",     required_argument, NULL, 'm' },
+        { "heap",    no_argument,       NULL, 'H' },
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -549,6 +644,12 @@ int main(int argc, char **argv)
         case 'p':
             png = optarg;
             break;
+        case 'm':
+            cfg.map_prefix = optarg;
+            break;
+        case 'H':
+            heap = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -568,10 +669,25 @@ int main(int argc, char **argv)
         bad_usage("%s needs a file name", "--csv");
     if (png != NULL && *png == '\0')
         bad_usage("%s needs a file name", "--plot");
+    if (cfg.map_prefix != NULL && *cfg.map_prefix == '\0')
+        bad_usage("%s needs a file name prefix", "--map");
+    for (size_t i = 0; i < DEMO_MAX_RUNS; i++)
+        if (heap || !all_runs[i].heap)
+            specs[nruns++] = &all_runs[i];
     if (csv != NULL)
         check_writable(csv);
     if (png != NULL)
         check_writable(png);
+    if (cfg.map_prefix != NULL)
+        for (size_t i = 0; i < nruns; i++) {
+            if (specs[i]->tag == NULL)
+                continue;
+            char path[4200];
+            demo_map_path(path, sizeof path, cfg.map_prefix, specs[i]->tag, "peak");
+            check_writable(path);
+            demo_map_path(path, sizeof path, cfg.map_prefix, specs[i]->tag, "free");
+            check_writable(path);
+        }
     signal(SIGPIPE, SIG_IGN);           /* a pipe to a dead child or gnuplot */
 
     if (cfg.fixed_size)
@@ -584,15 +700,18 @@ int main(int argc, char **argv)
                "allocated after the burst.\n", (unsigned long long)cfg.records);
     if (cfg.keep_pct > 0)
         printf("%g%% of the records survive the free.\n", cfg.keep_pct);
+    if (heap)
+        printf("Each libarena backend also runs with the burst in one arena_heap, "
+               "destroyed at once instead of freed object by object.\n");
     printf("Each allocator runs in its own child process.\n");
 
-    static struct run runs[DEMO_NUM_ALLOCS];
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++)
-        run_one(i, &cfg, png != NULL, &runs[i]);
+    static struct run runs[DEMO_MAX_RUNS];
+    for (size_t i = 0; i < nruns; i++)
+        run_one((int)i, &cfg, png != NULL, &runs[i]);
 
     int failed = 0;
     const struct demo_result *first = NULL;
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
+    for (size_t i = 0; i < nruns; i++) {
         if (!runs[i].have_result) {
             failed = 1;
             continue;
@@ -600,9 +719,9 @@ int main(int argc, char **argv)
         if (first == NULL)
             first = &runs[i].res;
         if (runs[i].res.have_stats &&
-            strcmp(runs[i].res.backend, i == DEMO_ARENA_MMAP ? "mmap" : "brk") != 0)
+            strcmp(runs[i].res.backend, specs[i]->alloc == DEMO_ARENA_MMAP ? "mmap" : "brk") != 0)
             fprintf(stderr, "arena-demo: warning: %s ran with backend '%s'\n",
-                    alloc_names[i], runs[i].res.backend);
+                    specs[i]->name, runs[i].res.backend);
     }
 
     printf("\n");
@@ -626,15 +745,15 @@ int main(int argc, char **argv)
             printf("\nresults written to %s\n", csv);
     }
     if (png != NULL) {
-        const struct demo_series series[DEMO_NUM_ALLOCS] = {
-            runs[0].series, runs[1].series, runs[2].series
-        };
+        struct demo_series series[DEMO_MAX_RUNS];
+        for (size_t i = 0; i < nruns; i++)
+            series[i] = runs[i].series;
         char title[160];
         snprintf(title, sizeof title,
                  "arena-demo: resident memory while %llu records are loaded, "
                  "used and freed", (unsigned long long)cfg.records);
         fflush(stdout);
-        if (demo_plot(png, series, alloc_names, title) == 0) {
+        if (demo_plot(png, series, specs, nruns, title) == 0) {
             printf("%schart written to %s\n", csv ? "" : "\n", png);
         } else {
             unlink(png);                /* the empty file check_writable made */
@@ -642,7 +761,13 @@ int main(int argc, char **argv)
                 status = 1;
         }
     }
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++)
+    if (cfg.map_prefix != NULL) {
+        fflush(stdout);
+        for (int with_heap = 0; with_heap <= heap; with_heap++)
+            if (draw_maps(&cfg, runs, with_heap, csv != NULL || png != NULL) != 0)
+                status = 1;
+    }
+    for (size_t i = 0; i < nruns; i++)
         demo_series_free(&runs[i].series);
     return status;
 }

@@ -75,13 +75,10 @@ static void put_quoted(FILE *f, const char *s)
 }
 
 static int run_gnuplot(const char *png, const char *terminal,
-                       const struct demo_series series[DEMO_NUM_ALLOCS],
-                       const char *const names[DEMO_NUM_ALLOCS],
+                       const struct demo_series *series,
+                       const struct demo_run_spec *const *runs, size_t nruns,
                        const char *title)
 {
-    static const char *const colors[DEMO_NUM_ALLOCS] = {
-        "#1b9e77", "#d95f02", "#7570b3"
-    };
     FILE *g = popen("gnuplot 2>/dev/null", "w");
     if (g == NULL)
         return -1;
@@ -99,22 +96,22 @@ static int run_gnuplot(const char *png, const char *terminal,
                "set xrange [0:*]\n");
     int any = 0;
     fprintf(g, "plot");
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
+    for (size_t i = 0; i < nruns; i++) {
         if (series[i].n == 0)
             continue;
         fprintf(g, "%s '-' using 1:2 with lines lw 2.5 lc rgb \"%s\" title ",
-                any ? "," : "", colors[i]);
-        put_quoted(g, names[i]);
+                any ? "," : "", runs[i]->colour);
+        put_quoted(g, runs[i]->name);
         any = 1;
     }
     int marks = 0;
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++)
+    for (size_t i = 0; i < nruns; i++)
         marks += series[i].n > 0 && series[i].marked;
     if (any && marks)
         fprintf(g, ", '-' using 1:2 with points pt 7 ps 1.4 lc rgb \"black\" "
                    "title \"the burst is freed from here\"");
     fprintf(g, "\n");
-    for (int i = 0; i < DEMO_NUM_ALLOCS; i++) {
+    for (size_t i = 0; i < nruns; i++) {
         if (series[i].n == 0)
             continue;
         for (size_t k = 0; k < series[i].n; k++)
@@ -122,7 +119,7 @@ static int run_gnuplot(const char *png, const char *terminal,
         fprintf(g, "e\n");
     }
     if (any && marks) {
-        for (int i = 0; i < DEMO_NUM_ALLOCS; i++)
+        for (size_t i = 0; i < nruns; i++)
             if (series[i].n > 0 && series[i].marked)
                 fprintf(g, "%.3f %.2f\n", series[i].mark_t, series[i].mark_mib);
         fprintf(g, "e\n");
@@ -133,8 +130,8 @@ static int run_gnuplot(const char *png, const char *terminal,
     return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-int demo_plot(const char *png, const struct demo_series series[DEMO_NUM_ALLOCS],
-              const char *const names[DEMO_NUM_ALLOCS], const char *title)
+int demo_plot(const char *png, const struct demo_series *series,
+              const struct demo_run_spec *const *runs, size_t n, const char *title)
 {
     if (!demo_have_program("gnuplot")) {
         fprintf(stderr, "arena-demo: gnuplot is not installed, so %s was not "
@@ -142,9 +139,9 @@ int demo_plot(const char *png, const struct demo_series series[DEMO_NUM_ALLOCS],
         return -1;
     }
     /* pngcairo draws smoother lines; plain png (libgd) is the fallback. */
-    if (run_gnuplot(png, "pngcairo", series, names, title) == 0)
+    if (run_gnuplot(png, "pngcairo", series, runs, n, title) == 0)
         return 0;
-    if (run_gnuplot(png, "png", series, names, title) == 0)
+    if (run_gnuplot(png, "png", series, runs, n, title) == 0)
         return 0;
     fprintf(stderr, "arena-demo: gnuplot failed to draw %s\n", png);
     return -1;

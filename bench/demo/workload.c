@@ -15,9 +15,17 @@
  *            survives); RSS is read at once, with no sleep and no
  *            arena_release(): the allocator must give memory back by itself
  *
+ * With --heap the burst is allocated in one arena_heap (the summary is not:
+ * it outlives the burst), and the free phase is one arena_heap_destroy()
+ * (the records that survive are first copied out, into the thread's own
+ * heap).  With --map the child writes its heap map at the peak (after the
+ * summary is allocated) and right after the free, each after the RSS
+ * reading of that moment; the files are opened, with static stdio buffers,
+ * before the first allocation, so that writing them needs no malloc.
+ *
  * This file is the only one that calls arena_*, and only in the child.  The
- * child writes no stdio: with the brk backend, a glibc malloc made by stdio
- * would move the program break above libarena's arenas.
+ * child writes no stdio but the maps: with the brk backend, a glibc malloc
+ * made by stdio would move the program break above libarena's arenas.
  */
 #include "demo.h"
 
@@ -104,10 +112,47 @@ static uint32_t field_size(struct rng *r)
     return 193 + (uint32_t)(x % 108);          /* 193 .. 300 */
 }
 
+static void fail(int fd, struct demo_msg *m, const char *what);
+
 struct allocator {
     void *(*alloc)(size_t);
     void (*free)(void *);
 };
+
+static struct arena_heap *burst_heap;   /* --heap */
+
+static void *burst_heap_alloc(size_t size)
+{
+    return arena_heap_alloc(burst_heap, size);
+}
+
+void demo_map_path(char *buf, size_t len, const char *prefix, const char *tag,
+                   const char *when)
+{
+    snprintf(buf, len, "%s-%s-%s.json", prefix, tag, when);
+}
+
+/* Opens a map file before the first allocation, with a static buffer. */
+static FILE *open_map(const struct demo_config *cfg, const struct demo_run_spec *run,
+                      const char *when, char *buf, size_t buflen, int out,
+                      struct demo_msg *m)
+{
+    char path[4200];
+    demo_map_path(path, sizeof path, cfg->map_prefix, run->tag, when);
+    FILE *f = fopen(path, "w");
+    if (f == NULL || setvbuf(f, buf, _IOFBF, buflen) != 0) {
+        char msg[100];
+        snprintf(msg, sizeof msg, "cannot write the heap map %s-%s.json", run->tag, when);
+        fail(out, m, msg);
+    }
+    return f;
+}
+
+static void write_map(FILE *f, int out, struct demo_msg *m)
+{
+    if (arena_write_heap_map(f) != 0 || fclose(f) != 0)
+        fail(out, m, "writing a heap map failed");
+}
 
 static void send_msg(int fd, const struct demo_msg *m)
 {
@@ -155,18 +200,27 @@ static struct obj *new_obj(const struct allocator *a, uint32_t size,
     return o;
 }
 
-void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
+void demo_child_run(const struct demo_run_spec *run, const struct demo_config *cfg,
                     int out)
 {
     static struct demo_msg m;           /* static: keeps the stack small */
+    static char peak_buf[1 << 16], free_buf[1 << 16];
     struct demo_result *res = &m.result;
     struct allocator a;
+    void *(*summary_alloc)(size_t);
+    enum demo_alloc which = run->alloc;
+    FILE *map_peak = NULL, *map_free = NULL;
 
     memset(&m, 0, sizeof m);
     if (which == DEMO_GLIBC) {
         a.alloc = malloc;
         a.free = free;
+        summary_alloc = malloc;
     } else {
+        if (cfg->map_prefix != NULL) {
+            map_peak = open_map(cfg, run, "peak", peak_buf, sizeof peak_buf, out, &m);
+            map_free = open_map(cfg, run, "free", free_buf, sizeof free_buf, out, &m);
+        }
         const char *name = which == DEMO_ARENA_MMAP ? "mmap" : "brk";
         /* The demo picks the backend itself, whatever the environment says. */
         unsetenv("ARENA_BACKEND");
@@ -179,6 +233,13 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
         }
         a.alloc = arena_alloc;
         a.free = arena_free;
+        summary_alloc = arena_alloc;
+        if (run->heap) {
+            burst_heap = arena_heap_new();
+            if (burst_heap == NULL)
+                fail(out, &m, "arena_heap_new() failed");
+            a.alloc = burst_heap_alloc;
+        }
     }
 
     struct rng sizes = { cfg->seed };
@@ -228,7 +289,7 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
     }
     void *summary[SUMMARY_COUNT];
     for (unsigned i = 0; i < SUMMARY_COUNT; i++) {
-        summary[i] = a.alloc(summary_sizes[i]);
+        summary[i] = summary_alloc(summary_sizes[i]);
         if (summary[i] == NULL)
             fail(out, &m, "out of memory allocating the summary");
         memset(summary[i], 0, summary_sizes[i]);
@@ -238,6 +299,8 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
     snprintf(summary[2], 40, "report:%llu", (unsigned long long)objects);
     double t2 = demo_now();
     uint64_t rss_used = demo_rss(0);
+    if (map_peak != NULL)
+        write_map(map_peak, out, &m);
 
     /* free the burst */
     send_kind(out, DEMO_MSG_FREEING);
@@ -246,7 +309,7 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
     uint64_t kept_records = 0;
     uint64_t keep_below = (uint64_t)(cfg->keep_pct * 10000.0 + 0.5);
     double t3 = demo_now();
-    struct obj *o = head.next;
+    struct obj *o = keep_below > 0 || burst_heap == NULL ? head.next : NULL;
     while (o != NULL) {
         uint32_t count = o->tag ? o->tag : 1;
         int survive = keep_below > 0 && rng_next(&keep) % 1000000 < keep_below;
@@ -254,18 +317,33 @@ void demo_child_run(enum demo_alloc which, const struct demo_config *cfg,
             kept_records++;
         for (uint32_t i = 0; i < count && o != NULL; i++) {
             struct obj *next = o->next;
-            if (survive) {
+            if (survive && burst_heap != NULL) {
+                /* copied out of the heap that is about to go */
+                struct obj *c = summary_alloc(o->size);
+                if (c == NULL)
+                    fail(out, &m, "out of memory copying a kept record");
+                memcpy(c, o, o->size);
+                c->next = NULL;
+                kept_tail->next = c;
+                kept_tail = c;
+            } else if (survive) {
                 kept_tail->next = o;
                 kept_tail = o;
                 o->next = NULL;
-            } else {
+            } else if (burst_heap == NULL) {
                 a.free(o);
             }
             o = next;
         }
     }
+    if (burst_heap != NULL) {
+        arena_heap_destroy(burst_heap);
+        burst_heap = NULL;
+    }
     double t4 = demo_now();
     res->rss_after = demo_rss(0);       /* at once: no sleep, no release */
+    if (map_free != NULL)
+        write_map(map_free, out, &m);
 
     res->objects = objects;
     res->burst_bytes = bytes;
