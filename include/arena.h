@@ -183,8 +183,9 @@ struct arena_class_stats {
 };
 
 /* Fills out[0..n) with the first n classes, in class order, and returns
- * the number of classes (ARENA_NUM_CLASSES).  Each out[i].size must be
- * set by the caller. */
+ * the number of classes (ARENA_NUM_CLASSES).  The caller sets out[0].size
+ * to sizeof(struct arena_class_stats) (the stride of its array) and each
+ * out[i].size likewise. */
 ARENA_API size_t arena_get_class_stats(struct arena_class_stats *out, size_t n);
 
 /* The counters in the Prometheus text exposition format (metrics named

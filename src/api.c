@@ -143,12 +143,12 @@ static inline bool cache_push(struct ar_heap *h, size_t m, void *ptr)
     ar_slot *t = atomic_load_explicit(&h->top[m], AR_RELAXED);
     if (ar_unlikely(t == h->room[m]))
         return false;
+    ar_on_free(ptr, (unsigned)m - 1);   /* first: memcheck reports before we do */
     /* The owner is the only writer of its slots, so its own read needs no
      * atomicity; a plain read lets the compiler compare against memory in
      * one instruction (other threads only read the slots, relaxed). */
     if (ar_unlikely(ptr == *(void *const *)t))
         ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
-    ar_on_free(ptr, (unsigned)m - 1);
     atomic_store_explicit(&t[-1], ptr, AR_RELAXED);
     ar_reload(m);
     atomic_store_explicit(&h->top[m], t - 1, AR_RELAXED);

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend.h"
 #include "check.h"
@@ -372,7 +373,6 @@ static void cache_push(struct ar_arena *a)
 static void cache_remove(struct ar_arena *a)
 {
     a->cached = false;
-    a->destroyed = false;
     if (a->prev)
         a->prev->next = a->next;
     else
@@ -491,12 +491,13 @@ static void surrender(struct ar_arenas *s, struct ar_arena *a, bool learn)
 static struct ar_arena *steal(struct ar_arenas *s)
 {
     for (struct ar_arenas *t = world.sets; t != NULL; t = t->next_set) {
-        if (t == s || t->user || t->arenas * AR_POOLS - t->pools_in_use <= AR_STEAL_SURPLUS)
+        if (t == s || t->user)
             continue;
-        pthread_mutex_lock(&t->lock);
+        pthread_mutex_lock(&t->lock);   /* its owner counts under this lock */
         struct ar_arena *a = NULL;
-        for (unsigned n = AR_POOLS - 1; n >= AR_POOLS / 2 && a == NULL; n--)
-            a = t->buckets[n];
+        if (t->arenas * AR_POOLS - t->pools_in_use > AR_STEAL_SURPLUS)
+            for (unsigned n = AR_POOLS - 1; n >= AR_POOLS / 2 && a == NULL; n--)
+                a = t->buckets[n];
         if (a != NULL)
             detach(t, a);
         pthread_mutex_unlock(&t->lock);
@@ -808,7 +809,47 @@ void *ar_arenas_take_huge(struct ar_arenas *s, size_t bytes, struct ar_heap *own
     return (void *)a->base;
 }
 
-#if !ARENA_CHECKED
+#if ARENA_CHECKED
+/* The checked build remembers the ranges of the last AR_TOMBS destroyed
+ * heaps' runs and huge blocks: right after the release, the range is
+ * reserved again as an inaccessible mapping (only if nobody took it
+ * meanwhile), and the registry maps it to a header whose pools are all
+ * free and marked destroyed, so a free into it is named, and no one else's
+ * block can be there while it is remembered.  No memory is kept.
+ * ar_lock held. */
+#define AR_TOMBS 32
+static struct ar_pool tomb_pools[AR_POOLS];
+static struct ar_arena tomb = { .pools = tomb_pools, .destroyed = true };
+static struct {
+    uintptr_t base;
+    size_t bytes;
+} tombs[AR_TOMBS];
+static unsigned tomb_next;
+
+static void tomb_lay(uintptr_t base, size_t bytes)
+{
+    void *p = mmap((void *)base, bytes, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p != (void *)base) {            /* taken meanwhile (or an old kernel) */
+        if (p != MAP_FAILED)
+            munmap(p, bytes);
+        return;
+    }
+    unsigned i = tomb_next++ % AR_TOMBS;
+    if (tombs[i].bytes != 0) {          /* forget the oldest: registry first */
+        for (size_t off = 0; off < tombs[i].bytes; off += AR_ARENA_SIZE)
+            ar_registry_set_arena(tombs[i].base + off, NULL);
+        munmap((void *)tombs[i].base, tombs[i].bytes);
+    }
+    tombs[i].base = base;
+    tombs[i].bytes = bytes;
+    for (size_t off = 0; off < bytes; off += AR_ARENA_SIZE)
+        ar_registry_set_arena(base + off, &tomb);
+}
+#else
+#define tomb_lay(base, bytes) ((void)(base), (void)(bytes))
+#endif
+
 /* Give n contiguous arenas starting at first back to the OS in one call
  * (ar_lock held, none in a set or the cache).  Returns false if the
  * backend keeps them (brk, not at the top): the caller caches them. */
@@ -840,6 +881,7 @@ static bool release_run(struct ar_arena *first, unsigned n)
         }
         for (unsigned i = 0; i < k; i++)
             desc_release(run[i]);
+        tomb_lay(lo, (size_t)k * AR_ARENA_SIZE);
         ar_limit_credit(false, (uint64_t)k * AR_ARENA_SIZE);
         world.released += k;
         world.live -= k;
@@ -848,9 +890,8 @@ static bool release_run(struct ar_arena *first, unsigned n)
     (void)bytes;
     return true;
 }
-#endif
 
-void ar_arenas_return_huge(struct ar_arena *a)
+static void return_huge(struct ar_arena *a, bool destroyed)
 {
     pthread_mutex_lock(&ar_lock);
     world.locks++;
@@ -867,10 +908,12 @@ void ar_arenas_return_huge(struct ar_arena *a)
     pthread_mutex_unlock(&s->lock);
     unsigned n = a->huge;
     const struct ar_backend *b = world.backend;
-    ar_on_arena_release((void *)a->base);
+    ar_on_range_release((void *)a->base, (size_t)n * AR_ARENA_SIZE);
     for (unsigned i = 0; i < n; i++)        /* registry first (see release_arena) */
         ar_registry_set_arena(a->base + (uintptr_t)i * AR_ARENA_SIZE, NULL);
     if (b->release(b->ctx, (void *)a->base, (size_t)n * AR_ARENA_SIZE) == 0) {
+        if (destroyed)
+            tomb_lay(a->base, (size_t)n * AR_ARENA_SIZE);
         ar_limit_credit(false, (uint64_t)n * AR_ARENA_SIZE);
         world.released += n;
         world.live -= n;
@@ -887,6 +930,12 @@ void ar_arenas_return_huge(struct ar_arena *a)
     pthread_mutex_unlock(&ar_lock);
 }
 
+
+void ar_arenas_return_huge(struct ar_arena *a)
+{
+    return_huge(a, false);
+}
+
 /* A destroyed heap's set: every arena and huge block goes back to the OS
  * at once, adjacent arenas in one call, without looking at a block. */
 void ar_arenas_release_all(struct ar_arenas *s)
@@ -898,7 +947,7 @@ void ar_arenas_release_all(struct ar_arenas *s)
         struct ar_arena *a = s->huge;
         pthread_mutex_unlock(&s->lock);
         pthread_mutex_unlock(&ar_lock);
-        ar_arenas_return_huge(a);
+        return_huge(a, true);
         pthread_mutex_lock(&ar_lock);
         pthread_mutex_lock(&s->lock);
     }
@@ -925,30 +974,16 @@ void ar_arenas_release_all(struct ar_arenas *s)
                 x->dirty_mask = x->purged_mask = x->young_mask = 0;
                 len++;
             }
-#if ARENA_CHECKED
-            /* The checked build keeps the arenas, purged, in the cache and
-             * marked, so that a free into the destroyed heap is named while
-             * they stay libarena's (the cache gives them back in time). */
-            for (unsigned i = 0; i < len; i++) {
-                struct ar_arena *c =
-                    ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE));
-                if (world.backend->purge != NULL)
-                    world.backend->purge(world.backend->ctx, (void *)c->base, AR_ARENA_SIZE);
-                c->purged_mask = ALL_POOLS;
-                c->destroyed = true;
-                cache_push(c);
-            }
-#else
             if (!release_run(lo, len))
-                for (unsigned i = 0; i < len; i++)     /* brk: cache what stays */
-                    cache_push(ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE)));
-#endif
+                for (unsigned i = 0; i < len; i++) {   /* brk: cache what stays, */
+                    struct ar_arena *c =               /* its pages still resident */
+                        ar_registry_arena((void *)(lo->base + (uintptr_t)i * AR_ARENA_SIZE));
+                    c->dirty_mask = ALL_POOLS;
+                    cache_push(c);
+                }
         }
     s->pools_hold = (struct ar_hold){0};
     pthread_mutex_unlock(&s->lock);
-#if ARENA_CHECKED
-    cache_trim(cache_budget(), false);
-#endif
     pthread_mutex_unlock(&ar_lock);
 }
 
@@ -1032,38 +1067,49 @@ void ar_arenas_move(struct ar_arenas *dst, struct ar_arenas *src)
 
 /* ---- counts and checks ------------------------------------------------------ */
 
-/* A user heap's blocks, pools and arenas (its set's lock taken here). */
-void ar_arenas_owner_stats(struct ar_arenas *s, const struct ar_heap *owner,
+/* A user heap's blocks, pools and arenas: the pools it owns wherever they
+ * are (it may have borrowed some from other heaps' arenas), its own arenas
+ * and huge blocks.  ar_lock, then each set's lock in turn. */
+void ar_arenas_owner_stats(struct ar_arenas *own, const struct ar_heap *owner,
                            struct arena_heap_stats *st)
 {
-    pthread_mutex_lock(&s->lock);
-    for (unsigned n = 0; n <= AR_POOLS; n++)
-        for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next)
-            for (unsigned i = 0; i < AR_POOLS; i++) {
-                struct ar_pool *p = &a->pools[i];
-                unsigned state = ar_state_get(p);
-                if (state == AR_POOL_FREE || state == AR_POOL_TAIL ||
-                    atomic_load_explicit(&p->owner, AR_RELAXED) != owner)
-                    continue;
-                if (state == AR_POOL_LARGE) {
-                    st->large_live++;
-                    st->blocks_live++;
-                    st->bytes_live += (uint64_t)p->nblocks * AR_POOL_SIZE;
-                } else {
-                    uint32_t live = ar_pool_live(p);
-                    st->blocks_live += live;
-                    st->bytes_live += (uint64_t)live * ar_class_size(p->cls);
+    pthread_mutex_lock(&ar_lock);
+    for (struct ar_arenas *s = world.sets; s != NULL; s = s->next_set) {
+        pthread_mutex_lock(&s->lock);
+        for (unsigned n = 0; n < AR_POOLS; n++)         /* arenas with a pool in use */
+            for (struct ar_arena *a = s->buckets[n]; a != NULL; a = a->next)
+                for (unsigned i = 0; i < AR_POOLS; i++) {
+                    struct ar_pool *p = &a->pools[i];
+                    unsigned state = ar_state_get(p);
+                    if (state == AR_POOL_FREE ||
+                        atomic_load_explicit(&p->owner, AR_RELAXED) != owner)
+                        continue;
+                    st->pools++;
+                    if (state == AR_POOL_TAIL)
+                        continue;
+                    if (state == AR_POOL_LARGE) {
+                        st->large_live++;
+                        st->blocks_live++;
+                        st->bytes_live += (uint64_t)p->nblocks * AR_POOL_SIZE;
+                    } else {
+                        uint32_t live = ar_pool_live(p), nblocks = ar_class_blocks(p->cls);
+                        live = live < nblocks ? live : nblocks;
+                        st->blocks_live += live;
+                        st->bytes_live += (uint64_t)live * ar_class_size(p->cls);
+                    }
                 }
+        if (s == own) {
+            for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
+                st->large_live++;
+                st->blocks_live++;
+                st->bytes_live += (uint64_t)a->huge * AR_ARENA_SIZE;
             }
-    for (struct ar_arena *a = s->huge; a != NULL; a = a->next) {
-        st->large_live++;
-        st->blocks_live++;
-        st->bytes_live += (uint64_t)a->huge * AR_ARENA_SIZE;
+            st->arenas = s->arenas + s->huge_arenas;
+            st->bytes_mapped = st->arenas * AR_ARENA_SIZE;
+        }
+        pthread_mutex_unlock(&s->lock);
     }
-    st->pools = s->pools_in_use;
-    st->arenas = s->arenas + s->huge_arenas;
-    st->bytes_mapped = st->arenas * AR_ARENA_SIZE;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&ar_lock);
 }
 
 static void count_free_pools(struct ar_arena *a, struct arena_stats *st)
@@ -1165,6 +1211,8 @@ struct census_walk {
 static void census_arena(struct ar_arena *a, void *arg)
 {
     struct census_walk *w = arg;
+    if (a->destroyed)
+        return;                         /* a destroyed heap's range (checked build) */
     if (w->n++ >= w->max)
         return;
     struct ar_census_arena *e = &w->out[w->n - 1];
@@ -1193,8 +1241,9 @@ static void census_arena(struct ar_arena *a, void *arg)
             c->live = state == AR_POOL_LARGE;
             c->bytes = (uint32_t)p->nblocks * (uint32_t)AR_POOL_SIZE;
         } else {
+            uint32_t live = ar_pool_live(p), nblocks = ar_class_blocks(p->cls);
             c->state = (uint8_t)state;
-            c->live = ar_pool_live(p);
+            c->live = live < nblocks ? live : nblocks;  /* a moment old: keep it sane */
             c->bytes = (uint32_t)ar_class_size(p->cls);
         }
     }

@@ -52,11 +52,19 @@
 #define ar_vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
 #define ar_vg_malloclike(p, n, zeroed) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, (zeroed))
 #define ar_vg_freelike(p) VALGRIND_FREELIKE_BLOCK((p), 0)
+#define ar_vg_pool_create(h) VALGRIND_CREATE_MEMPOOL((h), 0, 0)
+#define ar_vg_pool_destroy(h) VALGRIND_DESTROY_MEMPOOL(h)
+#define ar_vg_pool_alloc(h, p, n) VALGRIND_MEMPOOL_ALLOC((h), (p), (n))
+#define ar_vg_pool_free(h, p) VALGRIND_MEMPOOL_FREE((h), (p))
 #else
 #define ar_vg_noaccess(p, n) ((void)(p), (void)(n))
 #define ar_vg_defined(p, n) ((void)(p), (void)(n))
 #define ar_vg_malloclike(p, n, zeroed) ((void)(p), (void)(n), (void)(zeroed))
 #define ar_vg_freelike(p) ((void)(p))
+#define ar_vg_pool_create(h) ((void)(h))
+#define ar_vg_pool_destroy(h) ((void)(h))
+#define ar_vg_pool_alloc(h, p, n) ((void)(h), (void)(p), (void)(n))
+#define ar_vg_pool_free(h, p) ((void)(h), (void)(p))
 #endif
 
 #define AR_FREE_FILL 0xdf
@@ -90,11 +98,19 @@ static inline void ar_on_pool_acquire(char *base)
     ar_vg_noaccess(base, AR_POOL_SIZE);
 }
 
-/* A whole arena, before it goes back to the OS. */
+/* Memory going back to the OS: nothing of it may stay marked, since the
+ * OS may hand the range to anyone next. */
+static inline void ar_on_range_release(void *base, size_t bytes)
+{
+    ar_unpoison(base, bytes);
+    ar_vg_defined(base, bytes);
+    (void)base;
+    (void)bytes;
+}
+
 static inline void ar_on_arena_release(void *base)
 {
-    ar_unpoison(base, AR_ARENA_SIZE);
-    ar_vg_defined(base, AR_ARENA_SIZE);
+    ar_on_range_release(base, AR_ARENA_SIZE);
 }
 
 #if ARENA_CHECKED
@@ -128,22 +144,84 @@ static inline void ar_on_free(void *ptr, unsigned c)
     (void)ptr;
 }
 
+/* The same for any heap: a user heap's blocks are announced to memcheck
+ * as blocks of a memory pool (the heap), so that destroying the heap
+ * frees them all for memcheck too. */
+static inline void ar_on_alloc_from(const struct ar_heap *h, void *b, unsigned c)
+{
+#if ARENA_VALGRIND
+    if (h->user) {
+        ar_unpoison(b, ar_class_size(c));
+#if ARENA_CHECKED
+        ar_vg_defined(b, ar_class_size(c));
+        ar_check_alloc(b);
+#endif
+        ar_vg_pool_alloc(h, b, ar_class_size(c));
+        return;
+    }
+#endif
+    ar_on_alloc(b, c);
+    (void)h;
+}
+
+static inline void ar_on_free_to(const struct ar_heap *owner, void *ptr, unsigned c)
+{
+#if ARENA_VALGRIND
+    if (owner != NULL && owner->user) {
+#if ARENA_CHECKED
+        ar_check_free(ptr);
+#endif
+        ar_vg_pool_free(owner, ptr);
+        ar_poison(ptr, ar_class_size(c));
+        return;
+    }
+#endif
+    ar_on_free(ptr, c);
+    (void)owner;
+}
+
 /* A large block of a user heap (whole pages) handed out, and back. */
-static inline void ar_on_large_alloc(void *b, size_t bytes)
+static inline void ar_on_large_alloc(const struct ar_heap *h, void *b, size_t bytes)
 {
     ar_unpoison(b, bytes);
     ar_vg_defined(b, bytes);
-    ar_vg_malloclike(b, bytes, 0);
+    ar_vg_pool_alloc(h, b, bytes);
+    (void)h;
     (void)b;
     (void)bytes;
 }
 
-static inline void ar_on_large_free(void *b, size_t bytes)
+static inline void ar_on_large_free(const struct ar_heap *owner, void *b, size_t bytes)
 {
-    ar_vg_freelike(b);
+    ar_vg_pool_free(owner, b);
     ar_poison(b, bytes);
+    (void)owner;
     (void)b;
     (void)bytes;
+}
+
+/* A pool goes back to its arena with blocks still handed out (a user
+ * heap's borrowed pool, at the heap's destroy): they died with the heap. */
+static inline void ar_on_pool_discard(struct ar_pool *p)
+{
+#if ARENA_CHECKED
+    for (unsigned i = 0; i < 4; i++)
+        atomic_store_explicit(&p->arena->ck_live[ar_pool_index(p)][i], 0, memory_order_relaxed);
+#endif
+    (void)p;
+}
+
+/* A user heap is made, or destroyed with every block in it. */
+static inline void ar_on_heap_new(const struct ar_heap *h)
+{
+    ar_vg_pool_create(h);
+    (void)h;
+}
+
+static inline void ar_on_heap_destroy(const struct ar_heap *h)
+{
+    ar_vg_pool_destroy(h);
+    (void)h;
 }
 
 /* A block carved for the first time (it goes to a thread cache or is

@@ -334,7 +334,7 @@ void *ar_heap_refill(struct ar_heap *h, unsigned c)
                 full_push(h, c, p);
             }
         }
-        ar_on_alloc(b, c);
+        ar_on_alloc_from(h, b, c);
         return b;
     }
     while (n < want) {
@@ -358,8 +358,11 @@ void *ar_heap_refill(struct ar_heap *h, unsigned c)
     }
     ar_slot *t = end - n;
     void *b = slot_get(t);
+#if ARENA_VALGRIND
+    slot_set(t, NULL);                  /* memcheck must not find it there */
+#endif
     cache_set_top(h, m, t + 1);
-    ar_on_alloc(b, c);
+    ar_on_alloc_from(h, b, c);
     return b;
 }
 
@@ -448,6 +451,10 @@ static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
         free_to_pool(h, slot_get(e));
     for (unsigned i = keep; i-- > 0;)           /* the newest move up, in order */
         slot_set(end - keep + i, slot_get(t + i));
+#if ARENA_VALGRIND
+    for (ar_slot *e = t; e < end - keep; e++)   /* memcheck must not find them */
+        slot_set(e, NULL);
+#endif
     cache_set_top(h, m, end - keep);
 }
 
@@ -462,9 +469,9 @@ static void flush_all(struct ar_heap *h)
 void ar_heap_free_full(struct ar_heap *h, unsigned m, void *ptr)
 {
     ar_slot *t = cache_top(h, m);
+    ar_on_free(ptr, m - 1);             /* first: memcheck reports before we do */
     if (ar_unlikely(ptr == slot_get(t)))
         ar_fatal("libarena: double free of %p (size class %zu)\n", ptr, ar_class_size(m - 1));
-    ar_on_free(ptr, m - 1);
     if (h != &ar_heap_none)
         tidy(h);
     if (h->room[m] == h->end[m]) {      /* no cache: straight to the pool */
@@ -483,12 +490,15 @@ void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr)
 {
     struct ar_pool *p = ar_pool_of(a, ptr);
     unsigned state = ar_state_get(p);
+    if (a->destroyed && state == AR_POOL_FREE)      /* checked build */
+        ar_fatal("libarena: free of %p into a destroyed heap\n", ptr);
     if (state == AR_POOL_LARGE && ptr == (void *)ar_pool_base(p)) {
+        struct ar_heap *owner = atomic_load_explicit(&p->owner, AR_RELAXED);
         if (a->huge) {
-            ar_on_large_free(ptr, (size_t)a->huge * AR_ARENA_SIZE);
+            ar_on_large_free(owner, ptr, (size_t)a->huge * AR_ARENA_SIZE);
             ar_arenas_return_huge(a);
         } else {
-            ar_on_large_free(ptr, (size_t)p->nblocks * AR_POOL_SIZE);
+            ar_on_large_free(owner, ptr, (size_t)p->nblocks * AR_POOL_SIZE);
             ar_arenas_return_run(p);
         }
         return;
@@ -496,12 +506,10 @@ void ar_heap_free_block(struct ar_heap *h, struct ar_arena *a, void *ptr)
     if (state == AR_POOL_LARGE || state == AR_POOL_TAIL || a->huge)
         ar_fatal("libarena: invalid free of %p: inside a large block of a heap, not its start\n",
                  ptr);
-    if (state == AR_POOL_FREE && a->destroyed)
-        ar_fatal("libarena: free of %p into a destroyed heap\n", ptr);
     if (state == AR_POOL_FREE)
         ar_fatal("libarena: invalid free of %p: not an allocated block (its pool is not in use)\n",
                  ptr);
-    ar_on_free(ptr, p->cls);
+    ar_on_free_to(atomic_load_explicit(&p->owner, AR_RELAXED), ptr, p->cls);
     if (h != &ar_heap_none)
         tidy(h);
     free_to_pool(h, ptr);
@@ -802,6 +810,7 @@ struct ar_heap *ar_heap_new_user(void)
     cache_reset(h);
     for (unsigned c = 0; c < AR_NCLASS; c++)
         atomic_store_explicit(&h->remote_hint[c], 0, AR_RELAXED);
+    ar_on_heap_new(h);
     return h;
 }
 
@@ -814,13 +823,16 @@ void ar_heap_destroy_user(struct ar_heap *h)
         for (int full = 0; full < 2; full++)
             for (struct ar_pool *p = full ? h->full[c] : h->lists[c], *next; p != NULL; p = next) {
                 next = p->next;
-                if (atomic_load_explicit(&p->arena->set, memory_order_acquire) != &h->arenas)
+                if (atomic_load_explicit(&p->arena->set, memory_order_acquire) != &h->arenas) {
+                    ar_on_pool_discard(p);
                     ar_arenas_return(p);
+                }
             }
         h->lists[c] = h->tails[c] = h->full[c] = NULL;
     }
     h->pools = 0;
     cache_reset(h);
+    ar_on_heap_destroy(h);
     ar_arenas_release_all(&h->arenas);
     pthread_mutex_lock(&ar_lock);
     heaps.locks++;
@@ -842,11 +854,11 @@ void *ar_heap_alloc_large(struct ar_heap *h, size_t size)
         struct ar_pool *p = ar_arenas_take_run(&h->arenas, k, h);
         b = p != NULL ? ar_pool_base(p) : NULL;
         if (b != NULL)
-            ar_on_large_alloc(b, (size_t)k * AR_POOL_SIZE);
+            ar_on_large_alloc(h, b, (size_t)k * AR_POOL_SIZE);
     } else {
         b = ar_arenas_take_huge(&h->arenas, size, h);
         if (b != NULL)
-            ar_on_large_alloc(b, (size + AR_ARENA_SIZE - 1) & ~(AR_ARENA_SIZE - 1));
+            ar_on_large_alloc(h, b, (size + AR_ARENA_SIZE - 1) & ~(AR_ARENA_SIZE - 1));
     }
     if (b == NULL)
         errno = ENOMEM;

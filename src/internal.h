@@ -235,8 +235,8 @@ struct ar_arena {
     unsigned nfree;                     /* popcount(free_mask)              */
     bool on_dirty;
     bool cached;                        /* in the global cache (ar_lock)    */
-    bool destroyed;                     /* cached from a destroyed user heap
-                                           (checked build)                   */
+    bool destroyed;                     /* the checked build's header for the
+                                           ranges of destroyed heaps         */
     unsigned huge;                      /* a huge block's reservation: its
                                            size in arenas (0: an arena)      */
     bool desc_resident;                 /* released, its descriptor page not
@@ -517,6 +517,9 @@ static inline void *ar_cache_pop(struct ar_heap *h, size_t m)
     ar_slot *t = atomic_load_explicit(&h->top[m], AR_RELAXED);
     void *b = atomic_load_explicit(t, AR_RELAXED);
     if (ar_likely(b != NULL)) {
+#if ARENA_VALGRIND
+        atomic_store_explicit(t, NULL, AR_RELAXED); /* memcheck must not find it there */
+#endif
         ar_reload(m);
         atomic_store_explicit(&h->top[m], t + 1, AR_RELAXED);
     }

@@ -51,12 +51,15 @@ void arena_get_stats(struct arena_stats *out)
     copy_sized(out, &k.st, sizeof(k.st));
 }
 
+/* The caller's array steps by its own sizeof(struct arena_class_stats),
+ * which its first element's size field says. */
 size_t arena_get_class_stats(struct arena_class_stats *out, size_t n)
 {
     struct ar_counts k;
     gather(&k);
+    size_t stride = n ? out[0].size : 0;
     for (size_t c = 0; c < n && c < AR_NCLASS; c++)
-        copy_sized(&out[c], &k.cls[c], sizeof(k.cls[c]));
+        copy_sized((char *)out + c * stride, &k.cls[c], sizeof(k.cls[c]));
     return AR_NCLASS;
 }
 

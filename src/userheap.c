@@ -45,7 +45,7 @@ static void *heap_alloc(struct ar_heap *h, size_t size)
     size_t m = size == 0 ? 1 : (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT;
     void *b = ar_cache_pop(h, m);
     if (b != NULL) {
-        ar_on_alloc(b, (unsigned)m - 1);
+        ar_on_alloc_from(h, b, (unsigned)m - 1);
         return b;
     }
     return ar_heap_refill(h, (unsigned)m - 1);

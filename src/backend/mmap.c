@@ -2,10 +2,10 @@
  * mmap backend: each arena is its own anonymous mapping, released with
  * munmap, purged with madvise(MADV_DONTNEED).
  *
- * Alignment: first ask for exactly one arena just below the previous one
- * (the kernel hands out mappings top-down, so the hint is usually taken
- * and already aligned: one call).  Otherwise map size + align, and unmap
- * the unaligned head and the tail.
+ * Alignment: first ask for exactly one arena just below the previous one,
+ * or where the last one released was (the kernel hands out mappings
+ * top-down, so the hint is usually taken and already aligned: one call).
+ * Otherwise map size + align, and unmap the unaligned head and the tail.
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -65,9 +65,14 @@ static void *mmap_reserve(void *ctx, size_t size, size_t align)
     return p;
 }
 
+/* The range just given back is where the next reservation asks to go:
+ * address space is reused instead of walking ever lower (the registry
+ * keeps a leaf for every 32 GiB ever used). */
 static int mmap_release(void *ctx, void *p, size_t size)
 {
-    unmap(ctx, p, size);
+    struct mmap_ctx *m = ctx;
+    unmap(m, p, size);
+    m->hint = (uintptr_t)p + size;
     return 0;
 }
 
