@@ -13,8 +13,10 @@
  *   4  free    slot
  *   5  write   slot, tag8            refill the block with a new pattern
  *   6  verify  -                     check every live block
- *   7  usable  slot                  arena_usable_size >= size (== class size
- *                                    for small blocks)
+ *   7  usable  slot                  arena_usable_size >= size; for a small
+ *                                    block == its class size, or, after a
+ *                                    realloc kept it in place, a class size
+ *                                    the size uses more than half of
  *   8  release -                     arena_release()
  *   9  burst   n8, size16            allocate n8 % 64 blocks of one size,
  *                                    fill, check, free in reverse
@@ -57,6 +59,7 @@ struct slot {
     unsigned char *p;
     size_t size;
     uint8_t tag;
+    int kept;           /* arena_realloc returned the block it was given */
 };
 
 static struct slot slots[NSLOTS];
@@ -135,12 +138,18 @@ static void check_new(const unsigned char *p, size_t size)
     }
 }
 
+static void slot_clear(struct slot *s)
+{
+    s->p = NULL;
+    s->size = 0;
+    s->kept = 0;
+}
+
 static void slot_free(struct slot *s)
 {
     check_slot(s);
     arena_free(s->p);
-    s->p = NULL;
-    s->size = 0;
+    slot_clear(s);
 }
 
 static void slot_set(struct slot *s, unsigned char *p, size_t size, uint8_t tag)
@@ -148,6 +157,7 @@ static void slot_set(struct slot *s, unsigned char *p, size_t size, uint8_t tag)
     s->p = p;
     s->size = size;
     s->tag = tag;
+    s->kept = 0;
     fill(p, size, tag);
 }
 
@@ -206,6 +216,21 @@ static void remote_free(void *p)
 static size_t class_size(size_t size)
 {
     return size == 0 ? 16 : (size + 15) & ~(size_t)15;
+}
+
+/* The usable size a small block of s may have (docs/api.md): its class
+ * size, or, when arena_realloc kept the block in place, the usable size
+ * the block had (a size class, or a system block's), which the new size
+ * fills to at least half. */
+static int usable_ok(const struct slot *s, size_t usable)
+{
+    if (usable < s->size)
+        return 0;
+    if (s->size > ARENA_SMALL_MAX)
+        return 1;
+    if (usable == class_size(s->size))
+        return 1;
+    return s->kept && s->size * 2 >= usable;
 }
 
 static void burst(size_t n, size_t size)
@@ -290,10 +315,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
                 check_slot(s);          /* the old block is untouched */
                 break;
             }
+            int kept = p == old;
             s->p = NULL;                /* not live while checking overlap */
             check_new(p, size);
             check(p, keep, s->tag);
             slot_set(s, p, size, s->tag);
+            s->kept = kept;
             break;
         }
         case 4:
@@ -316,7 +343,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             s = &slots[take8(&in) % NSLOTS];
             if (s->p) {
                 size_t usable = arena_usable_size(s->p);
-                if (usable < s->size || (s->size <= ARENA_SMALL_MAX && usable != class_size(s->size)))
+                if (!usable_ok(s, usable))
                     die("wrong usable size", s->p, s->size, usable);
             }
             break;
@@ -333,8 +360,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             if (s->p) {
                 check_slot(s);
                 remote_free(s->p);
-                s->p = NULL;
-                s->size = 0;
+                slot_clear(s);
             }
             break;
         case 11:
@@ -347,8 +373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     for (int i = 0; i < NSLOTS; i++) {
         check_slot(&slots[i]);
         arena_free(slots[i].p);
-        slots[i].p = NULL;
-        slots[i].size = 0;
+        slot_clear(&slots[i]);
     }
     ar_validate();
     return 0;
