@@ -6,6 +6,10 @@
  * Every scenario runs in a forked child (child.h) that installs the fake
  * before its first allocation.
  *
+ * The registry forgets every arena before the backend gives it back
+ * (checked by a backend that wraps the mmap one and looks at the registry
+ * on every release).
+ *
  *   TEST_ROUNDS=n   rounds of the no-thrash loop (default 100,000; 10,000
  *                   under valgrind or in a sanitizer build)
  */
@@ -13,6 +17,7 @@
 #include "backend.h"
 #include "child.h"
 #include "fake_backend.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -883,6 +888,88 @@ static void test_backend_use_busy(void **state)
     assert_int_equal(child_run("backend_use_busy", child_backend_use_busy, NULL), 0);
 }
 
+/* ---- the registry forgets an arena before the backend releases it ------
+ * Otherwise, between the munmap and the registry update, another thread's
+ * mmap may get the range, and a free of its memory would be taken for one
+ * of libarena's blocks.  This backend forwards to the mmap one and checks,
+ * at every release, that no arena of the range is still in the registry. */
+
+static unsigned long long checked_releases, stale_entries;
+
+static void *regcheck_reserve(void *ctx, size_t size, size_t align)
+{
+    return ar_backend_mmap.reserve(ctx, size, align);
+}
+
+static int regcheck_release(void *ctx, void *p, size_t size)
+{
+    for (size_t off = 0; off < size; off += ARENA_ARENA_SIZE) {
+        const char *a = (const char *)p + off;
+        struct ar_arena *desc = ar_registry_arena(a);
+        if (desc != NULL || ar_registry_map(a) != 0 || ar_registry_map(a + size - off - 1) != 0)
+            stale_entries++;
+    }
+    checked_releases++;
+    return ar_backend_mmap.release(ctx, p, size);
+}
+
+static int regcheck_purge(void *ctx, void *p, size_t size)
+{
+    return ar_backend_mmap.purge(ctx, p, size);
+}
+
+static void regcheck_calls(void *ctx, struct ar_syscalls *out)
+{
+    ar_backend_mmap.calls(ctx, out);
+}
+
+static void child_registry_before_release(void *arg)
+{
+    (void)arg;
+    static struct ar_backend regcheck;
+    regcheck = ar_backend_mmap;
+    regcheck.name = "regcheck";
+    regcheck.reserve = regcheck_reserve;
+    regcheck.release = regcheck_release;
+    regcheck.purge = regcheck_purge;
+    regcheck.calls = regcheck_calls;
+    setenv("ARENA_ARENA_CACHE", "0", 1);
+    CHECK_EQ(ar_backend_use(&regcheck), 0);
+
+    enum { N = 3 * BLOCKS64_PER_ARENA };
+    static void *b[N];
+    for (int round = 0; round < 3; round++) {
+        /* Arenas of a thread heap, emptied and released. */
+        for (size_t i = 0; i < N; i++)
+            CHECK((b[i] = arena_alloc(64)) != NULL);
+        for (size_t i = 0; i < N; i++)
+            arena_free(b[i]);
+        /* A huge block (a reservation of whole arenas), freed. */
+        void *huge = arena_alloc(3 * ARENA_ARENA_SIZE);
+        CHECK(huge != NULL);
+        arena_free(huge);
+        /* A heap's arenas, small and large blocks, given back at its destroy. */
+        struct arena_heap *h = arena_heap_new();
+        CHECK(h != NULL);
+        for (size_t i = 0; i < N / 4; i++)
+            CHECK(arena_heap_alloc(h, 16 + (i % 32) * 16) != NULL);
+        CHECK(arena_heap_alloc(h, 40000) != NULL);
+        CHECK(arena_heap_alloc(h, 2 * ARENA_ARENA_SIZE) != NULL);
+        arena_heap_destroy(h);
+        arena_release();
+    }
+    child_note("registry before release: %llu releases checked, %llu stale registry entries",
+               checked_releases, stale_entries);
+    CHECK_GE(checked_releases, 9);
+    CHECK_EQ(stale_entries, 0);
+}
+
+static void test_registry_before_release(void **state)
+{
+    (void)state;
+    assert_int_equal(child_run("registry_before_release", child_registry_before_release, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -897,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_release_tcache),
         cmocka_unit_test(test_purge_tcache),
         cmocka_unit_test(test_backend_use_busy),
+        cmocka_unit_test(test_registry_before_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
