@@ -6,7 +6,7 @@ set -eu
 base="gcc clang meson ninja-build pkg-config python3"
 case "${1:-test}" in
   demo)  pkgs="$base gnuplot-nox" ;;
-  test)  pkgs="$base libclang-rt-14-dev libcmocka-dev gnuplot-nox valgrind sqlite3 redis-server redis-tools" ;;
+  test)  pkgs="$base libclang-rt-14-dev libcmocka-dev gnuplot-nox valgrind sqlite3 redis-server redis-tools prometheus" ;;
   bench) pkgs="$base libcmocka-dev gnuplot-nox valgrind libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev" ;;
   *) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
 esac
