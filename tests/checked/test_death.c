@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -71,7 +72,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 static void skip_under_tsan(void)
 {
 #ifdef TEST_TSAN
-    print_message("skipped under ThreadSanitizer: the system allocator is TSan's, which does not check frees\n");
+    print_message("SKIP: under ThreadSanitizer the system allocator is TSan's, which does not check frees\n");
     skip();
 #endif
 }
@@ -88,12 +89,12 @@ static void skip_under_valgrind(void)
 {
 #if HAVE_VALGRIND_H
     if (RUNNING_ON_VALGRIND) {
-        print_message("skipped under valgrind: the system allocator is memcheck's\n");
+        print_message("SKIP: under valgrind the system allocator is memcheck's, which reports a bad free and goes on\n");
         skip();
     }
 #endif
     if (test_under_valgrind()) {
-        print_message("skipped under valgrind: the system allocator is memcheck's\n");
+        print_message("SKIP: under valgrind the system allocator is memcheck's, which reports a bad free and goes on\n");
         skip();
     }
 }
@@ -103,7 +104,7 @@ static const char *const no_tcache[] = { "ARENA_TCACHE=0", NULL };
 static void skip_unless_checked(void)
 {
     if (!ARENA_CHECKED) {
-        print_message("only the checked build (-Dchecked=true) detects this\n");
+        print_message("SKIP: only the checked build (-Dchecked=true) detects this\n");
         skip();
     }
 }
@@ -401,6 +402,273 @@ static void test_double_free_cached(void **state)
     death_assert_signal(&d, SIGABRT);
 }
 
+/* ---- forged free-list links (every build) ------------------------------ */
+
+/* A write after free that plants a pointer in a freed block's first 8
+ * bytes, where a block on a pool's local or remote free list keeps its
+ * link.  Links are stored encoded (next ^ block address ^ a per-process
+ * secret) and checked when followed, so the planted word decodes to an
+ * address that is not a block of the pool: the allocator must abort with
+ * "corrupted free list" and never hand out the planted address.  Blocks in
+ * a thread cache carry no link (the cache is an array in libarena's
+ * metadata), so a word planted in one changes nothing.
+ *
+ * Sanitizers: ASan sees a freed block as poisoned and valgrind memcheck
+ * (in a -Dvalgrind=true build) as freed, so either would report the write
+ * itself first.  The test marks the 8 bytes addressable before writing
+ * them (as misuse_write_after_free does), so that what is tested is
+ * libarena's own check, in every configuration.  The checked build fills
+ * freed blocks with 0xdf past their first 8 bytes only, so a write into
+ * the link word is not a "write to freed block" there: it reports the same
+ * corrupted link. */
+
+#if HAVE_VALGRIND_H
+#include <valgrind/memcheck.h>
+#define VG_WRITABLE(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#else
+#define VG_WRITABLE(p, n) ((void)(p), (void)(n))
+#endif
+
+/* The child exits with this when the allocator returned the forged
+ * address (instead of dying of SIGABRT). */
+#define FORGED_RETURNED 42
+
+/* An aligned address outside every arena: what an attacker would plant. */
+static _Alignas(64) unsigned char forged_target[4096];
+
+static void forge_link(void *block, const void *target)
+{
+    uintptr_t w = (uintptr_t)target;
+    UNPOISON(block, sizeof w);
+    VG_WRITABLE(block, sizeof w);
+    memcpy(block, &w, sizeof w);
+}
+
+/* Allocate size-byte blocks until `limit`; the process must abort before.
+ * Returning `forged` ends the child with FORGED_RETURNED. */
+static void alloc_until_abort(size_t size, const void *forged, unsigned limit)
+{
+    for (unsigned i = 0; i < limit; i++) {
+        void *q = arena_alloc(size);
+        if (q == forged) {
+            child_note("the allocator returned the forged address %p after %u allocations",
+                       q, i + 1);
+            _exit(FORGED_RETURNED);
+        }
+        CHECKF(q != NULL, "allocation %u failed", i + 1);
+    }
+    child_fail(__FILE__, __LINE__, "%u allocations of %zu bytes after the link was forged: "
+               "no report", limit, size);
+}
+
+static void assert_forged_abort(const struct death *d)
+{
+    if (WIFEXITED(d->status) && WEXITSTATUS(d->status) == FORGED_RETURNED) {
+        print_message("child stderr:\n%s\n", d->out);
+        fail_msg("the allocator handed out the forged address");
+    }
+    death_assert_signal(d, SIGABRT);
+}
+
+enum forged_kind { FORGED_STATIC, FORGED_OTHER_CLASS, FORGED_LIVE_BLOCK };
+static enum forged_kind forged_kind;    /* set before death_run */
+
+/* The address planted: outside every arena, a live block of another size
+ * class (a pool of class 208), or a live block of the same pool (the
+ * aim of such a write: one block handed out twice). */
+static const void *forged_address(void *same_pool_live)
+{
+    switch (forged_kind) {
+    case FORGED_OTHER_CLASS: {
+        void *other = arena_alloc(200);
+        CHECK(other != NULL);
+        CHECK(ar_registry_arena(other) != NULL);
+        return other;
+    }
+    case FORGED_LIVE_BLOCK:
+        return same_pool_live;
+    default:
+        return forged_target;
+    }
+}
+
+/* Thread cache off: a freed block goes straight onto its pool's local
+ * free list, at its head, and the next allocation of the class takes it,
+ * following (decoding) its link. */
+static void misuse_forge_local(void)
+{
+    void *blk[8];
+    for (int i = 0; i < 8; i++)
+        CHECK((blk[i] = arena_alloc(48)) != NULL);
+    const void *forged = forged_address(blk[5]);
+    char *pool = (char *)((uintptr_t)blk[3] & ~(uintptr_t)(AR_POOL_SIZE - 1));
+    arena_free(blk[3]);
+    forge_link(blk[3], forged);
+    death_expect("libarena: corrupted free list (local) in pool %p (size class 48): "
+                 "the link in %p points to ", (void *)pool, blk[3]);
+    alloc_until_abort(48, forged, 4 * AR_POOL_SIZE / CLASS48);
+}
+
+static void run_forge_local(enum forged_kind kind)
+{
+    struct death d;
+    forged_kind = kind;
+    death_run(&d, misuse_forge_local, no_tcache);
+    assert_forged_abort(&d);
+}
+
+static void test_forged_local_link(void **state)
+{
+    (void)state;
+    run_forge_local(FORGED_STATIC);
+}
+
+static void test_forged_local_link_other_class(void **state)
+{
+    (void)state;
+    run_forge_local(FORGED_OTHER_CLASS);
+}
+
+static void test_forged_local_link_live_block(void **state)
+{
+    (void)state;
+    run_forge_local(FORGED_LIVE_BLOCK);
+}
+
+/* Thread cache on: blocks reach their pools' local lists when the cache
+ * overflows and its oldest half is flushed.  Every other one of 400
+ * blocks is freed (their pools keep live blocks, so none goes back); the
+ * head of a pool's local list gets the forged link.  Allocating on empties
+ * the cache, then refills from the class's pools, which all come before a
+ * new pool. */
+static void misuse_forge_flushed(void)
+{
+    enum { N = 400 };
+    static void *blk[N];
+    for (int i = 0; i < N; i++)
+        CHECK((blk[i] = arena_alloc(48)) != NULL);
+    const void *forged = forged_address(blk[N - 1]);
+    for (int i = 0; i < N; i += 2)
+        arena_free(blk[i]);
+    void *head = NULL;
+    struct ar_pool *pool = NULL;
+    for (int i = 1; i < N && head == NULL; i += 2) {
+        struct ar_arena *a = ar_registry_arena(blk[i]);
+        CHECK(a != NULL);
+        pool = ar_pool_of(a, blk[i]);
+        head = pool->free;
+    }
+    CHECKF(head != NULL, "no pool of class 48 has a local free list after %d frees "
+           "(the thread cache did not flush?)", N / 2);
+    forge_link(head, forged);
+    death_expect("libarena: corrupted free list (local) in pool %p (size class 48): "
+                 "the link in %p points to ", (void *)ar_pool_base(pool), head);
+    alloc_until_abort(48, forged, 4 * N);
+}
+
+static void test_forged_flushed_link(void **state)
+{
+    (void)state;
+    struct death d;
+    forged_kind = FORGED_STATIC;
+    death_run(&d, misuse_forge_flushed, NULL);
+    assert_forged_abort(&d);
+}
+
+static void test_forged_flushed_link_other_class(void **state)
+{
+    (void)state;
+    struct death d;
+    forged_kind = FORGED_OTHER_CLASS;
+    death_run(&d, misuse_forge_flushed, NULL);
+    assert_forged_abort(&d);
+}
+
+static void *free_one(void *arg)
+{
+    arena_free(arg);
+    return NULL;
+}
+
+/* A block freed by another thread that never allocated (no heap, no
+ * cache): it goes onto its pool's remote list, whose links are encoded
+ * the same way.  The owner takes the list over when its cache and the
+ * pool's local list run dry, and follows the forged link then. */
+static void misuse_forge_remote(void)
+{
+    void *blk[8];
+    for (int i = 0; i < 8; i++)
+        CHECK((blk[i] = arena_alloc(48)) != NULL);
+    const void *forged = forged_address(blk[5]);
+    char *pool = (char *)((uintptr_t)blk[3] & ~(uintptr_t)(AR_POOL_SIZE - 1));
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_one, blk[3]) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    struct ar_pool *p = ar_pool_of(ar_registry_arena(blk[3]), blk[3]);
+    CHECKF(atomic_load(&p->remote) == (uintptr_t)blk[3],
+           "the block freed by the other thread is not at the head of its pool's remote list");
+    forge_link(blk[3], forged);
+    death_expect("libarena: corrupted free list (remote) in pool %p (size class 48): "
+                 "the link in %p points to ", (void *)pool, blk[3]);
+    alloc_until_abort(48, forged, 4 * AR_POOL_SIZE / CLASS48);
+}
+
+static void test_forged_remote_link(void **state)
+{
+    (void)state;
+    struct death d;
+    forged_kind = FORGED_STATIC;
+    death_run(&d, misuse_forge_remote, NULL);
+    assert_forged_abort(&d);
+}
+
+static void test_forged_remote_link_other_class(void **state)
+{
+    (void)state;
+    struct death d;
+    forged_kind = FORGED_OTHER_CLASS;
+    death_run(&d, misuse_forge_remote, NULL);
+    assert_forged_abort(&d);
+}
+
+static void test_forged_remote_link_no_tcache(void **state)
+{
+    (void)state;
+    struct death d;
+    forged_kind = FORGED_LIVE_BLOCK;
+    death_run(&d, misuse_forge_remote, no_tcache);
+    assert_forged_abort(&d);
+}
+
+/* A block in the thread cache has no link: the planted word is not read.
+ * The block comes back as the next allocation (the cache is a stack), and
+ * neither it nor any later allocation is the planted address.  The child
+ * exits 0 in every build (the checked build's fill starts after the first
+ * 8 bytes, so it has nothing to report either). */
+static void forge_cached(void)
+{
+    void *blk[8];
+    for (int i = 0; i < 8; i++)
+        CHECK((blk[i] = arena_alloc(48)) != NULL);
+    arena_free(blk[3]);
+    forge_link(blk[3], forged_target);
+    void *q = arena_alloc(48);
+    CHECKF(q == blk[3], "the cached block %p did not come back first (got %p)", blk[3], q);
+    for (unsigned i = 0; i < 4 * AR_POOL_SIZE / CLASS48; i++) {
+        void *r = arena_alloc(48);
+        CHECK(r != NULL);
+        CHECKF(r != (void *)forged_target, "the forged address came back");
+    }
+}
+
+static void test_forged_cached_block(void **state)
+{
+    (void)state;
+    struct death d;
+    death_run(&d, forge_cached, NULL);
+    death_assert_exit(&d, 0);
+}
+
 /* ---- checked build only ----------------------------------------------- */
 
 static void misuse_double_free(void)
@@ -582,6 +850,15 @@ int main(void)
         cmocka_unit_test(test_write_after_free_no_tcache),
         cmocka_unit_test(test_overflow_into_free),
         cmocka_unit_test(test_free_after_realloc),
+        cmocka_unit_test(test_forged_local_link),
+        cmocka_unit_test(test_forged_local_link_other_class),
+        cmocka_unit_test(test_forged_local_link_live_block),
+        cmocka_unit_test(test_forged_flushed_link),
+        cmocka_unit_test(test_forged_flushed_link_other_class),
+        cmocka_unit_test(test_forged_remote_link),
+        cmocka_unit_test(test_forged_remote_link_other_class),
+        cmocka_unit_test(test_forged_remote_link_no_tcache),
+        cmocka_unit_test(test_forged_cached_block),
     };
     print_message("libarena death tests, %s build\n", ARENA_CHECKED ? "checked" : "release");
     return cmocka_run_group_tests_name("checked", tests, NULL, NULL);
