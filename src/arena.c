@@ -17,8 +17,9 @@
  *
  * What is kept and what is given back (docs/design.md, "Hold and purge
  * policy"): a pool that comes back is dirty (its pages may be resident).
- * A heap keeps up to a budget of dirty free pools, max(ARENA_PURGE_MIN,
- * what recent reuse justified: hold.c), purging the oldest beyond it, and
+ * A heap keeps up to a budget of dirty free pools, ARENA_PURGE_MIN plus
+ * 9/8 of what recent reuse justified (learned, hold.c), purging the oldest
+ * beyond it (down to half the floor, or to 3/4 of a learned budget), and
  * keeps an empty arena only while its dirty pools fit the budget.  The
  * world keeps up to max(1, learned) empty arenas and releases the rest.
  * Fixed settings (ARENA_PURGE=N, ARENA_ARENA_CACHE=N, eager, off) replace
@@ -109,9 +110,26 @@ static unsigned dirty_budget(struct ar_arenas *s)
         return 0;
     case AR_PURGE_FIXED:
         return ar_options.purge_pools;
-    default:
-        return ar_hold_keep(&s->pools_hold, ar_options.purge_pools);
+    default: {
+        /* The floor, plus what was purged and then asked for again
+         * (demand the floor did not cover), with an eighth more as
+         * headroom: a program that reuses its memory round after round
+         * keeps all of it, though the rounds differ a little. */
+        uint64_t learned = ar_hold_keep(&s->pools_hold, 0);
+        uint64_t keep = ar_options.purge_pools + learned + learned / 8;
+        return keep < UINT32_MAX ? (unsigned)keep : UINT32_MAX;
     }
+    }
+}
+
+/* Down to where a purge goes once the budget is exceeded: half the floor
+ * (one purge call per many returned pools), but only a quarter below a
+ * learned budget, so what the program reuses is not purged to refault. */
+static unsigned purge_target(unsigned budget)
+{
+    if (ar_options.purge == AR_PURGE_AUTO && budget > ar_options.purge_pools)
+        return budget - budget / 4;
+    return budget / 2;
 }
 
 /* Empty arenas a set may keep (its dirty pools must also fit the budget). */
@@ -694,7 +712,7 @@ static struct ar_arena *return_mask(struct ar_arenas *s, struct ar_arena *a, uin
     if (gone != a && ar_options.purge == AR_PURGE_EAGER && auto_purge())
         purge_mask(s, a, mask, false);
     else if (s->dirty_pools > budget)
-        purge_down_to(s, budget / 2, true);
+        purge_down_to(s, purge_target(budget), true);
     return gone;
 }
 

@@ -12,8 +12,9 @@
  * right after the free).  Each unit given back is remembered in `given`.
  * When a unit must later come fresh from the OS while `given` is non-zero,
  * the give-back was a mistake: `learned` grows by one and `given` shrinks
- * by one.  From then on the caller keeps max(floor, learned) free units,
- * so a program that works in rounds pays once (round 2) and then keeps
+ * by one.  From then on the caller keeps what that justifies (arena.c
+ * adds `learned` to its floor for pools, takes it as the bound for empty
+ * arenas), so a program that works in rounds pays once (round 2) and keeps
  * what it reuses.  Without new mistakes, `learned` and `given` halve every
  * ARENA_DECAY_MS (1 s by default), read from a coarse clock on slow paths
  * only, so memory a program stopped reusing goes back within a few decay
