@@ -537,6 +537,9 @@ static struct ar_heap *heap_new(void)
         slot_set(h->end[m], NULL);
         s = h->end[m] + 1;
     }
+    /* Empty stacks before the heap is published: the census walks every
+     * heap's stacks from top to end without waiting for its owner. */
+    cache_reset(h);
     ar_arenas_init(&h->arenas);
     atomic_store_explicit(&h->state, AR_HEAP_DEAD, AR_RELAXED);
     atomic_store_explicit(&h->next_all, atomic_load_explicit(&ar_all_heaps, AR_RELAXED),
