@@ -439,16 +439,51 @@ static void free_to_pool(struct ar_heap *h, void *ptr)
         free_local_slow(h, p, ptr, used);
 }
 
+/* Give the blocks of slots [e, r) back to their pool: all in one pool,
+ * which a run of a cache's entries often is (blocks freed in the order
+ * they were handed out).  One registry lookup and one count update. */
+static void free_run_to_pool(struct ar_heap *h, ar_slot *e, ar_slot *r)
+{
+    void *run[64];
+    void *first = slot_get(e);
+    struct ar_pool *p = ar_pool_of(ar_registry_arena(first), first);
+    if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
+        for (; e < r; e++)
+            free_remote(h, p, slot_get(e));
+        return;
+    }
+    while (e < r) {
+        unsigned n = 0;
+        for (; e < r && n < 64; e++)
+            run[n++] = slot_get(e);
+        uint32_t used = ar_pool_push_local_n(p, run, n);
+        if (ar_unlikely((int32_t)used <= 0)) {  /* was full, or now empty */
+            free_local_slow(h, p, run[n - 1], used);
+            for (; e < r; e++)                  /* the pool may have gone */
+                free_to_pool(h, slot_get(e));
+        }
+    }
+}
+
 /* Give the oldest entries of cache m back to their pools until `keep` are
- * left; the newest stay. */
+ * left; the newest stay.  Neighbouring entries of one pool go together. */
 static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
 {
     ar_slot *t = cache_top(h, m), *end = h->end[m];
     unsigned n = (unsigned)(end - t);
     if (n <= keep)
         return;
-    for (ar_slot *e = t + keep; e < end; e++)
-        free_to_pool(h, slot_get(e));
+    for (ar_slot *e = t + keep; e < end;) {
+        uintptr_t pool = (uintptr_t)slot_get(e) & ~(uintptr_t)(AR_POOL_SIZE - 1);
+        ar_slot *r = e + 1;
+        while (r < end && ((uintptr_t)slot_get(r) & ~(uintptr_t)(AR_POOL_SIZE - 1)) == pool)
+            r++;
+        if (r == e + 1)
+            free_to_pool(h, slot_get(e));
+        else
+            free_run_to_pool(h, e, r);
+        e = r;
+    }
     for (unsigned i = keep; i-- > 0;)           /* the newest move up, in order */
         slot_set(end - keep + i, slot_get(t + i));
 #if ARENA_VALGRIND

@@ -421,6 +421,7 @@ struct ar_pool;
 AR_HIDDEN unsigned ar_pool_take(struct ar_pool *p, ar_slot *end, unsigned max);
 AR_HIDDEN void *ar_pool_take_one(struct ar_pool *p);
 AR_HIDDEN uint32_t ar_pool_push_local(struct ar_pool *p, void *b);
+AR_HIDDEN uint32_t ar_pool_push_local_n(struct ar_pool *p, void *const *b, unsigned n);
 AR_HIDDEN bool ar_pool_push_remote(struct ar_pool *p, void *b);
 AR_HIDDEN unsigned ar_pool_collect(struct ar_pool *p);
 AR_HIDDEN uint32_t ar_pool_live(const struct ar_pool *p);

@@ -243,6 +243,30 @@ uint32_t ar_pool_push_local(struct ar_pool *p, void *b)
     return used;
 }
 
+/* The owner gives back n blocks of p at once (n >= 1; a thread cache's
+ * flush finds them side by side): one count update and one check for the
+ * run.  Returns the new count as ar_pool_push_local does. */
+uint32_t ar_pool_push_local_n(struct ar_pool *p, void *const *b, unsigned n)
+{
+    uint32_t used = ar_used_get(p) - n;
+    uint32_t out = used;
+    unsigned state = ar_state_get(p);
+    if (state == AR_POOL_FULL)
+        out += AR_FULL_BIAS;
+    else if (state == AR_POOL_CURRENT)
+        out -= 1;
+    if (ar_unlikely((int32_t)out < (int32_t)atomic_load_explicit(&p->remote_count, AR_RELAXED)))
+        double_free(p, b[n - 1]);
+    void *head = p->free;
+    for (unsigned i = 0; i < n; i++) {
+        link_set(b[i], head);
+        head = b[i];
+    }
+    p->free = head;
+    used_set(p, used);
+    return used;
+}
+
 /* Any other thread gives b back: one compare-and-swap.  Returns true if
  * the remote list was empty, i.e. the owner may need a hint. */
 bool ar_pool_push_remote(struct ar_pool *p, void *b)
