@@ -28,9 +28,9 @@
  *   threads    threads=T slots=... steps=...   T threads, each a private churn
  *   xthread    n=...                  a producer allocates, a consumer frees
  *   server     threads=2 slots=... steps=... handover=...   larson-style
- *   larson     workers=2 slots=20000 steps=20000 gens=30
+ *   larson     workers=2 slots=20000 steps=20000 gens=30 max=1000
  *              W chains of threads; each thread churns its chain's slots
- *              (8..1000 B), starts its successor, hands the slots over, exits
+ *              (8..max B), starts its successor, hands the slots over, exits
  *   tstress    threads=4 rounds=20 iter=200 transfer=1000 local=1000
  *              rounds of T short-lived threads allocating batches, swapping
  *              objects through a shared transfer array (objects outlive
@@ -939,7 +939,8 @@ static void run_server(void)
 /* then frees them.                                                   */
 /* ------------------------------------------------------------------ */
 
-static inline size_t size_larson(struct rng *r) { return 8 + rng_below(r, 993); }  /* 8..1000 */
+static uint32_t larson_max = 1000;     /* max=: the largest size */
+static inline size_t size_larson(struct rng *r) { return 8 + rng_below(r, larson_max - 7); }  /* 8..max */
 
 struct larson_shared {
     uint64_t slots, steps, gens;
@@ -997,9 +998,13 @@ static void *larson_worker(void *arg)
 
 static void run_larson(void)
 {
-    static const char *const known[] = {"workers", "slots", "steps", "gens", NULL};
+    static const char *const known[] = {"workers", "slots", "steps", "gens", "max", NULL};
     check_args(known);
     unsigned w = (unsigned)arg_u64("workers", 2);
+    uint64_t max = arg_u64("max", 1000);
+    if (max < 8 || max > 1000000)
+        die("larson: need 8 <= max <= 1000000");
+    larson_max = (uint32_t)max;
     struct larson_shared sh;
     sh.slots = arg_u64("slots", 20000);
     sh.steps = arg_u64("steps", 20000);
