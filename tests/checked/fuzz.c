@@ -230,7 +230,7 @@ static int usable_ok(const struct slot *s, size_t usable)
         return 1;
     if (usable == class_size(s->size))
         return 1;
-    return s->kept && s->size * 2 >= usable;
+    return s->kept && s->size >= usable / 2;
 }
 
 static void burst(size_t n, size_t size)
