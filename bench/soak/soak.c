@@ -214,9 +214,8 @@ static void need(void *p, const char *what, size_t size)
         die("%s(%zu) failed: %s", what, size, strerror(errno));
 }
 
-static void new_block(struct worker *w)
+static void new_block_of(struct worker *w, size_t size)
 {
-    size_t size = random_size(&w->rng);
     uint64_t id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     unsigned char *p;
     if (rnd(&w->rng) % 4 == 0) {
@@ -233,6 +232,11 @@ static void new_block(struct worker *w)
         die("block %p is not 16-byte aligned", (void *)p);
     fill(p, 0, size, id);
     w->local[w->nlocal++] = (struct blk){ p, size, id };
+}
+
+static void new_block(struct worker *w)
+{
+    new_block_of(w, random_size(&w->rng));
 }
 
 static void free_local(struct worker *w, size_t i)
@@ -302,19 +306,52 @@ static void hand_over(struct worker *w, size_t i)
 
 /* ---- fork ------------------------------------------------------------------ */
 
+/* AddressSanitizer's allocator (GCC 12's, clang 14's) does not take its
+ * locks around fork(): a child forked while another thread was inside
+ * malloc or free hangs at its first malloc or free of the system
+ * allocator.  libarena's own paths are fork-safe (its atfork handlers), so
+ * under ASan a fork child only allocates and frees blocks of libarena's
+ * size classes, and leaves the large ones (the system allocator's) alone. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHILD_SMALL_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHILD_SMALL_ONLY 1
+#endif
+#endif
+#ifndef CHILD_SMALL_ONLY
+#define CHILD_SMALL_ONLY 0
+#endif
+
+/* Free local block i in a fork child, or, under ASan, drop a large one
+ * (it goes with the child's address space). */
+static void child_free(struct worker *w, size_t i)
+{
+    if (CHILD_SMALL_ONLY && w->local[i].size > ARENA_SMALL_MAX) {
+        verify(&w->local[i], "in a fork child");
+        w->local[i] = w->local[--w->nlocal];
+        return;
+    }
+    free_local(w, i);
+}
+
 static void fork_child(struct worker *w)
 {
     for (size_t i = 0; i < w->nlocal; i++)
         verify(&w->local[i], "in a fork child");
     for (size_t i = 0; i < w->nlocal; i += 2)
-        free_local(w, i);
+        child_free(w, i);
     size_t base = w->nlocal;
-    for (int i = 0; i < 300 && w->nlocal < MAX_LOCAL; i++)
-        new_block(w);
+    for (int i = 0; i < 300 && w->nlocal < MAX_LOCAL; i++) {
+        size_t size = random_size(&w->rng);
+        if (CHILD_SMALL_ONLY)
+            size %= ARENA_SMALL_MAX + 1;
+        new_block_of(w, size);
+    }
     for (size_t i = base; i < w->nlocal; i++)
         verify(&w->local[i], "in a fork child");
     while (w->nlocal > 0)
-        free_local(w, w->nlocal - 1);
+        child_free(w, w->nlocal - 1);
     arena_release();
     validate();
     _exit(0);
