@@ -425,44 +425,25 @@ static void free_remote(struct ar_heap *h, struct ar_pool *p, void *ptr)
         adopt(h, owner);
 }
 
-/* Give a freed block (hooks already run) back to its pool. */
-static void free_to_pool(struct ar_heap *h, void *ptr)
+/* Give n freed blocks (hooks already run) of one pool back to it, n >= 1:
+ * one registry lookup and one count update for them all (a cache flush
+ * finds the blocks of a pool side by side). */
+static void free_blocks_to_pool(struct ar_heap *h, void *const *b, unsigned n)
 {
-    struct ar_arena *a = ar_registry_arena(ptr);
-    struct ar_pool *p = ar_pool_of(a, ptr);
+    struct ar_pool *p = ar_pool_of(ar_registry_arena(b[0]), b[0]);
     if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
-        free_remote(h, p, ptr);
+        for (unsigned i = 0; i < n; i++)
+            free_remote(h, p, b[i]);
         return;
     }
-    uint32_t used = ar_pool_push_local(p, ptr);
-    if (ar_unlikely((int32_t)used <= 0))  /* was full, or now empty */
-        free_local_slow(h, p, ptr, used);
+    uint32_t used = ar_pool_push_local(p, b, n);
+    if (ar_unlikely((int32_t)used <= 0))        /* was full, or now empty */
+        free_local_slow(h, p, b[n - 1], used);
 }
 
-/* Give the blocks of slots [e, r) back to their pool: all in one pool,
- * which a run of a cache's entries often is (blocks freed in the order
- * they were handed out).  One registry lookup and one count update. */
-static void free_run_to_pool(struct ar_heap *h, ar_slot *e, ar_slot *r)
+static void free_to_pool(struct ar_heap *h, void *ptr)
 {
-    void *run[64];
-    void *first = slot_get(e);
-    struct ar_pool *p = ar_pool_of(ar_registry_arena(first), first);
-    if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {
-        for (; e < r; e++)
-            free_remote(h, p, slot_get(e));
-        return;
-    }
-    while (e < r) {
-        unsigned n = 0;
-        for (; e < r && n < 64; e++)
-            run[n++] = slot_get(e);
-        uint32_t used = ar_pool_push_local_n(p, run, n);
-        if (ar_unlikely((int32_t)used <= 0)) {  /* was full, or now empty */
-            free_local_slow(h, p, run[n - 1], used);
-            for (; e < r; e++)                  /* the pool may have gone */
-                free_to_pool(h, slot_get(e));
-        }
-    }
+    free_blocks_to_pool(h, &ptr, 1);
 }
 
 /* Give the oldest entries of cache m back to their pools until `keep` are
@@ -473,17 +454,21 @@ static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
     unsigned n = (unsigned)(end - t);
     if (n <= keep)
         return;
-    for (ar_slot *e = t + keep; e < end;) {
-        uintptr_t pool = (uintptr_t)slot_get(e) & ~(uintptr_t)(AR_POOL_SIZE - 1);
-        ar_slot *r = e + 1;
-        while (r < end && ((uintptr_t)slot_get(r) & ~(uintptr_t)(AR_POOL_SIZE - 1)) == pool)
-            r++;
-        if (r == e + 1)
-            free_to_pool(h, slot_get(e));
-        else
-            free_run_to_pool(h, e, r);
-        e = r;
+    void *run[64];
+    unsigned k = 0;
+    uintptr_t pool = 0;
+    for (ar_slot *e = t + keep; e < end; e++) {
+        void *b = slot_get(e);
+        uintptr_t bp = (uintptr_t)b & ~(uintptr_t)(AR_POOL_SIZE - 1);
+        if (k == 64 || (k > 0 && bp != pool)) {
+            free_blocks_to_pool(h, run, k);
+            k = 0;
+        }
+        pool = bp;
+        run[k++] = b;
     }
+    if (k > 0)
+        free_blocks_to_pool(h, run, k);
     for (unsigned i = keep; i-- > 0;)           /* the newest move up, in order */
         slot_set(end - keep + i, slot_get(t + i));
 #if ARENA_VALGRIND

@@ -218,8 +218,9 @@ static AR_COLD _Noreturn void double_free(const struct ar_pool *p, const void *b
     ar_fatal("libarena: double free of %p (size class %zu)\n", b, ar_class_size(p->cls));
 }
 
-/* The owner gives n blocks back (the last one `last`): the new `used`,
- * once checked.  0 means the pool is now empty (never for the current
+/* The owner gives n >= 1 blocks of p back (a thread cache's flush finds
+ * them side by side): one count update and one check for them all.
+ * Returns the new `used`: 0 means the pool is now empty (never for the current
  * pool: its hold), and a value at or below 0 as int32_t means it was FULL
  * (biased).
  *
@@ -227,7 +228,7 @@ static AR_COLD _Noreturn void double_free(const struct ar_pool *p, const void *b
  * than wait on the remote list: every block on that list was handed out
  * once, and remote_count is raised before a block is pushed, so a correct
  * program never sees it above the blocks out. */
-static inline uint32_t used_after_push(struct ar_pool *p, unsigned n, const void *last)
+uint32_t ar_pool_push_local(struct ar_pool *p, void *const *b, unsigned n)
 {
     uint32_t used = ar_used_get(p) - n;
     uint32_t out = used;
@@ -237,25 +238,7 @@ static inline uint32_t used_after_push(struct ar_pool *p, unsigned n, const void
     else if (state == AR_POOL_CURRENT)
         out -= 1;
     if (ar_unlikely((int32_t)out < (int32_t)atomic_load_explicit(&p->remote_count, AR_RELAXED)))
-        double_free(p, last);
-    return used;
-}
-
-uint32_t ar_pool_push_local(struct ar_pool *p, void *b)
-{
-    uint32_t used = used_after_push(p, 1, b);
-    link_set(b, p->free);
-    p->free = b;
-    used_set(p, used);
-    return used;
-}
-
-/* The owner gives back n blocks of p at once (n >= 1; a thread cache's
- * flush finds them side by side): one count update and one check for the
- * run.  Returns the new count as ar_pool_push_local does. */
-uint32_t ar_pool_push_local_n(struct ar_pool *p, void *const *b, unsigned n)
-{
-    uint32_t used = used_after_push(p, n, b[n - 1]);
+        double_free(p, b[n - 1]);
     void *head = p->free;
     for (unsigned i = 0; i < n; i++) {
         link_set(b[i], head);
