@@ -241,10 +241,26 @@ size_t arena_usable_size(const void *ptr)
     return block_size(ptr, m);
 }
 
+/* The size a small block of usable size old moves to when realloc must
+ * grow it to size: at least a quarter more than it had (up to the largest
+ * class while size is small), so a block that grows in small steps moves
+ * about every 25 % of growth instead of at every 16-byte class.  The new
+ * size still fills more than half of the block it gets. */
+static size_t grow_size(size_t old, size_t size)
+{
+    size_t want = old + old / 4;
+    if (size >= want)
+        return size;
+    if (size <= AR_SMALL_MAX && want > AR_SMALL_MAX)
+        return AR_SMALL_MAX;
+    return want;
+}
+
 /* realloc, in place where it can be:
  *   small -> small: the block stays when the new size fits its class and
  *     uses more than half of it (a shrink to less than half moves, so the
- *     bytes go back);
+ *     bytes go back); a block that grows out of its class moves to one at
+ *     least a quarter larger (grow_size);
  *   large -> large: the system allocator's realloc, which grows in place
  *     or moves without our copy;
  *   large -> small: the block stays when the new size fits its usable
@@ -257,18 +273,20 @@ void *arena_realloc(void *ptr, size_t size)
     if (ptr == NULL)
         return arena_alloc(size);
     size_t m = ar_registry_map(ptr);
-    size_t old;
+    size_t old, want = size;
     if (m != 0 || ar_registry_arena(ptr) != NULL) {
         old = block_size(ptr, m);
         if (old == 0)
             ar_fatal("libarena: invalid realloc of %p: not an allocated block\n", ptr);
         if (size <= old && size > old / 2)
             return ptr;
+        if (m != 0 && size > old)
+            want = grow_size(old, size);
         /* Small to small through the thread cache: no second lookup. */
         struct ar_heap *h = ar_tls_heap;
         void *q;
-        if (m != 0 && size - 1 < AR_SMALL_MAX &&
-            (q = cache_pop(h, (size + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT)) != NULL) {
+        if (m != 0 && want - 1 < AR_SMALL_MAX &&
+            (q = cache_pop(h, (want + AR_QUANTUM - 1) >> AR_QUANTUM_SHIFT)) != NULL) {
             memcpy(q, ptr, old < size ? old : size);
             if (!cache_push(h, m, ptr))
                 free_slow(ptr, m);
@@ -281,7 +299,7 @@ void *arena_realloc(void *ptr, size_t size)
         if (size <= old && size >= old / 2)
             return ptr;
     }
-    void *q = arena_alloc(size);
+    void *q = arena_alloc(want);
     if (q == NULL)
         return NULL;
     memcpy(q, ptr, old < size ? old : size);

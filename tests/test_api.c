@@ -362,6 +362,26 @@ static void child_realloc(void *arg)
     }
     arena_free(p);
 
+    /* A block growing one byte at a time from 16 to 512 moves to a class
+     * at least a quarter larger each time it outgrows one: 12 moves
+     * (16 32 48 64 80 112 144 192 240 304 384 480 512), not one per
+     * 16-byte class (31); every block it gets stays more than half used. */
+    p = arena_alloc(16);
+    test_fill(p, 16, 78);
+    size_t moves = 0;
+    for (size_t s = 17; s <= ARENA_SMALL_MAX; s++) {
+        void *q = arena_realloc(p, s);
+        CHECK(q != NULL);
+        CHECK_PATTERN(q, s - 1, 78);
+        size_t usable = arena_usable_size(q);
+        CHECKF(usable >= s && s > usable / 2, "realloc to %zu: usable %zu", s, usable);
+        moves += q != p;
+        p = q;
+        test_fill(p, s, 78);
+    }
+    CHECKF(moves == 12, "growing 16 -> 512 bytes by 1 moved %zu times", moves);
+    arena_free(p);
+
     /* A failed realloc leaves the block alone. */
     p = arena_alloc(64);
     test_fill(p, 64, 5);

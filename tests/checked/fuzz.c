@@ -14,9 +14,11 @@
  *   5  write   slot, tag8            refill the block with a new pattern
  *   6  verify  -                     check every live block
  *   7  usable  slot                  arena_usable_size >= size; for a small
- *                                    block == its class size, or, after a
- *                                    realloc kept it in place, a class size
- *                                    the size uses more than half of
+ *                                    block == its class size, or, for a
+ *                                    block arena_realloc returned (kept in
+ *                                    place, or moved with room to grow), a
+ *                                    class size the size uses more than
+ *                                    half of
  *   8  release -                     arena_release()
  *   9  burst   n8, size16            allocate n8 % 64 blocks of one size,
  *                                    fill, check, free in reverse
@@ -59,7 +61,7 @@ struct slot {
     unsigned char *p;
     size_t size;
     uint8_t tag;
-    int kept;           /* arena_realloc returned the block it was given */
+    int resized;        /* the block came from arena_realloc */
 };
 
 static struct slot slots[NSLOTS];
@@ -162,7 +164,7 @@ static void slot_clear(struct slot *s)
 {
     s->p = NULL;
     s->size = 0;
-    s->kept = 0;
+    s->resized = 0;
 }
 
 static void slot_free(struct slot *s)
@@ -177,7 +179,7 @@ static void slot_set(struct slot *s, unsigned char *p, size_t size, uint8_t tag)
     s->p = p;
     s->size = size;
     s->tag = tag;
-    s->kept = 0;
+    s->resized = 0;
     fill(p, size, tag);
 }
 
@@ -239,9 +241,10 @@ static size_t class_size(size_t size)
 }
 
 /* The usable size a small block of s may have (docs/api.md): its class
- * size, or, when arena_realloc kept the block in place, the usable size
- * the block had (a size class, or a system block's), which the new size
- * fills to at least half. */
+ * size, or, for a block arena_realloc returned, the usable size the block
+ * had when it stayed in place (a size class, or a system block's) or the
+ * class a grown block moved to with room to spare; the new size fills
+ * either to at least half. */
 static int usable_ok(const struct slot *s, size_t usable)
 {
     if (usable < s->size)
@@ -250,7 +253,7 @@ static int usable_ok(const struct slot *s, size_t usable)
         return 1;
     if (usable == class_size(s->size))
         return 1;
-    return s->kept && s->size >= usable / 2;
+    return s->resized && s->size >= usable / 2;
 }
 
 static void burst(size_t n, size_t size)
@@ -335,12 +338,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
                 check_slot(s);          /* the old block is untouched */
                 break;
             }
-            int kept = p == old;
             s->p = NULL;                /* not live while checking overlap */
             check_new(p, size);
             check(p, keep, s->tag);
             slot_set(s, p, size, s->tag);
-            s->kept = kept;
+            s->resized = 1;
             break;
         }
         case 4:
