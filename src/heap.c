@@ -447,29 +447,29 @@ static void free_to_pool(struct ar_heap *h, void *ptr)
 }
 
 /* Give the oldest entries of cache m back to their pools until `keep` are
- * left; the newest stay.  Neighbouring entries of one pool go together. */
+ * left; the newest stay (they move down to the bottom of the stack), so
+ * what the cache pins is what was freed last.  Neighbouring entries of one
+ * pool go together. */
 static void cache_flush(struct ar_heap *h, unsigned m, unsigned keep)
 {
     ar_slot *t = cache_top(h, m), *end = h->end[m];
-    unsigned n = (unsigned)(end - t);
-    if (n <= keep)
+    if (end - t <= (ptrdiff_t)keep)
         return;
     void *run[64];
     unsigned k = 0;
-    uintptr_t pool = 0;
+    uintptr_t pool = (uintptr_t)slot_get(t + keep) & ~(uintptr_t)(AR_POOL_SIZE - 1);
     for (ar_slot *e = t + keep; e < end; e++) {
         void *b = slot_get(e);
         uintptr_t bp = (uintptr_t)b & ~(uintptr_t)(AR_POOL_SIZE - 1);
-        if (k == 64 || (k > 0 && bp != pool)) {
+        if (bp != pool || k == 64) {
             free_blocks_to_pool(h, run, k);
             k = 0;
+            pool = bp;
         }
-        pool = bp;
         run[k++] = b;
     }
-    if (k > 0)
-        free_blocks_to_pool(h, run, k);
-    for (unsigned i = keep; i-- > 0;)           /* the newest move up, in order */
+    free_blocks_to_pool(h, run, k);
+    for (unsigned i = keep; i-- > 0;)           /* the newest move down, in order */
         slot_set(end - keep + i, slot_get(t + i));
 #if ARENA_VALGRIND
     for (ar_slot *e = t; e < end - keep; e++)   /* memcheck must not find them */
