@@ -428,7 +428,7 @@ static void free_remote(struct ar_heap *h, struct ar_pool *p, void *ptr)
 /* Give n freed blocks (hooks already run) of one pool back to it, n >= 1:
  * one registry lookup and one count update for them all (a cache flush
  * finds the blocks of a pool side by side). */
-static void free_blocks_to_pool(struct ar_heap *h, void *const *b, unsigned n)
+static AR_INLINE void free_blocks_to_pool(struct ar_heap *h, void *const *b, unsigned n)
 {
     struct ar_pool *p = ar_pool_of(ar_registry_arena(b[0]), b[0]);
     if (atomic_load_explicit(&p->owner, AR_RELAXED) != h) {

@@ -37,6 +37,7 @@
 #define AR_HIDDEN __attribute__((visibility("hidden")))
 #define AR_NOINLINE __attribute__((noinline))
 #define AR_COLD __attribute__((cold, noinline))
+#define AR_INLINE inline __attribute__((always_inline))
 #define ar_likely(x) __builtin_expect(!!(x), 1)
 #define ar_unlikely(x) __builtin_expect(!!(x), 0)
 #define AR_TLS __thread __attribute__((tls_model("initial-exec")))
