@@ -450,8 +450,14 @@ static void child_larson(void *arg)
                PRIu64 " arenas live in the middle third of the generations, %" PRIu64
                " in the last third",
                gens, L_THREADS, rounds, early_max, late_max);
-    /* Every new thread took a dead heap instead of making one. */
-    SCHECK_GE(s.heaps_reused, (uint64_t)gens * L_THREADS);
+    /* New threads take dead heaps instead of making new ones.  A heap is
+     * made only when no dead heap is on the lists: every heap is then live
+     * or being adopted (merged into a live thread's heap, at most one per
+     * live thread), so at most 2 x L_THREADS heaps are ever made, however
+     * many generations run. */
+    uint64_t made = s.heaps_abandoned + s.heaps_live - s.heaps_reused;
+    CHECKF(made <= 2 * L_THREADS, "%" PRIu64 " heaps made for %u generations of %d threads "
+           "(%" PRIu64 " reused)", made, gens + 1, L_THREADS, s.heaps_reused);
     for (unsigned t = 0; t < L_THREADS; t++)
         for (size_t i = 0; i < L_SLOTS; i++)
             blk_free(slots[t][i]);
