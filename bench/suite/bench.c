@@ -43,6 +43,10 @@
  *              by arena_heap_destroy (bench-arena only), against the same
  *              blocks freed one by one, and against the kernel's floor:
  *              munmap of as many resident bytes in one call
+ *   records    records=2000000
+ *              rows of 3..5 objects (48 B, then 16..300 B) linked in
+ *              allocation order: allocated, walked without allocator calls,
+ *              freed in order
  *
  * Every scenario also takes label=NAME: the variant printed on every line
  * (default: derived from the arguments), so that two cells of a scenario
@@ -1564,6 +1568,69 @@ static void run_heapdestroy(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* records: rows of mixed sizes, allocated together, walked and freed */
+/* ------------------------------------------------------------------ */
+
+/* Every object starts with the link to the next one, in allocation order:
+ * the shape of a service that loads rows (a 48-byte row and 2..4 fields of
+ * 16..300 bytes, as in arena-demo), reads them in order, and frees them in
+ * order.  Size classes put the objects of one row in as many pools, so
+ * walking the list jumps between pools where an allocator that places
+ * mixed sizes side by side walks memory in order: the walk is timed alone
+ * (no allocator call in it) to show what the layout costs. */
+struct record_obj {
+    struct record_obj *next;
+    uint64_t size;
+};
+
+static void run_records(void)
+{
+    static const char *const known[] = {"records", NULL};
+    check_args(known);
+    uint64_t records = arg_u64("records", 2000000);
+    if (records == 0 || records > UINT32_MAX)
+        die("records: need 0 < records < 2^32");
+    snprintf(cur_variant, sizeof cur_variant, "mixed");
+    scenario_begin();
+
+    struct rng r = {SEED_SIZES};
+    struct record_obj head = {NULL, 0}, *tail = &head;
+    uint64_t objects = 0;
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < records; i++) {
+        uint32_t count = 3 + rng_below(&r, 3);             /* 3..5 objects */
+        for (uint32_t k = 0; k < count; k++) {
+            size_t size = k == 0 ? 48 : 16 + rng_below(&r, 285);     /* 16..300 */
+            struct record_obj *o = checked(b_alloc(size));
+            o->next = NULL;
+            o->size = size;
+            ((unsigned char *)o)[size - 1] = (unsigned char)k;
+            tail->next = o;
+            tail = o;
+            objects++;
+        }
+    }
+    double t1 = now_ns();
+    uint64_t sum = 0;
+    for (struct record_obj *o = head.next; o != NULL; o = o->next)
+        sum += o->size;
+    double t2 = now_ns();
+    for (struct record_obj *o = head.next; o != NULL;) {
+        struct record_obj *next = o->next;
+        b_free(o);
+        o = next;
+    }
+    double t3 = now_ns();
+    if (sum == 0)
+        die("records: the walk read nothing");
+    result("alloc_ns_per_obj", (t1 - t0) / (double)objects, "ns");
+    result("walk_ns_per_obj", (t2 - t1) / (double)objects, "ns");
+    result("free_ns_per_obj", (t3 - t2) / (double)objects, "ns");
+    result("objects", (double)objects, "objects");
+    scenario_end();
+}
+
+/* ------------------------------------------------------------------ */
 
 struct scenario {
     const char *name;
@@ -1575,6 +1642,7 @@ static const struct scenario scenarios[] = {
     {"survivors", run_survivors}, {"realloc", run_realloc}, {"threads", run_threads},
     {"xthread", run_xthread},     {"server", run_server},       {"larson", run_larson},
     {"tstress", run_tstress},     {"rounds", run_rounds},       {"heapdestroy", run_heapdestroy},
+    {"records", run_records},
 };
 
 int main(int argc, char **argv)
